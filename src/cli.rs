@@ -1,0 +1,259 @@
+//! The command line. Doc comments here are the `--help` text.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::compliance::Profile;
+use crate::compliance::report::Format;
+
+/// wh: run subprocess workers safely, and check that they speak the worker protocol.
+///
+/// A worker reads one JSON task on stdin, writes one JSON result on stdout, logs to stderr,
+/// and says with its exit code whether a failure is worth retrying. See docs/protocol.md.
+#[derive(Debug, Parser)]
+#[command(name = "wh", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a worker against the protocol: the compliance gate for authors and CI.
+    ///
+    /// Runs each compliance case (a task sent to a fresh worker process) and reports which
+    /// rule passed or failed. Exit codes: 0 every case passed, 1 a case failed or timed out,
+    /// 2 usage error or the worker cannot be started, 130 interrupted.
+    ///
+    /// Examples:
+    ///   wh test-worker example-workers/python/example_worker.py
+    ///   wh test-worker --profile basic my_worker.py
+    ///   wh test-worker --task-type Acme.Resize --params '{"width": 10}' worker.py
+    ///   wh test-worker --format junit --output report.xml -- node worker.js
+    #[command(name = "test-worker", verbatim_doc_comment)]
+    TestWorker(TestWorkerArgs),
+
+    /// Send one task to a worker and show what comes back.
+    ///
+    /// The result goes to stdout (pretty on a terminal), the worker's stderr to stderr as it
+    /// arrives, then a line with the outcome class, exit and duration. The exit code mirrors
+    /// the worker's class: 0 success, 1 retriable failure, 2 not retriable, 3 timeout,
+    /// 4 protocol violation, 5 crashed, 130 interrupted; 64 when wh itself cannot run the task.
+    ///
+    /// Examples:
+    ///   wh send --type PrismQ.Example.ProcessData --params '{"input_data": "hi"}' worker.py
+    ///   wh send --task task.json worker.py
+    ///   echo '{"id": "1", "type": "T", "params": {}}' | wh send --task - -- ./worker
+    #[command(verbatim_doc_comment)]
+    Send(SendArgs),
+}
+
+/// How the worker is named: a file, or a command after `--`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The worker: a `.py` file (run with the Python below) or an executable file.
+    #[arg(value_name = "WORKER")]
+    pub worker: Option<PathBuf>,
+
+    /// Or the command that runs the worker, after `--` (e.g. `-- node worker.js`).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+
+    /// Interpreter for `.py` workers [default: $WH_PYTHON, else python3].
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+}
+
+impl WorkerArgs {
+    /// How the user named the worker, shell-quoted, for commands we print.
+    pub fn as_typed(&self) -> String {
+        use crate::runner::shell_quote;
+        let mut parts = Vec::new();
+        if let Some(python) = &self.python {
+            parts.push(format!("--python {}", shell_quote(&python.to_string_lossy())));
+        }
+        if let Some(worker) = &self.worker {
+            parts.push(shell_quote(&worker.to_string_lossy()));
+        }
+        if !self.command.is_empty() {
+            parts.push("--".into());
+            parts.extend(self.command.iter().map(|a| shell_quote(&a.to_string_lossy())));
+        }
+        parts.join(" ")
+    }
+}
+
+/// Output and time limits of one worker run.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Fail the run when stdout grows past this size (e.g. 16MiB, 512KiB, 1000000).
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    pub max_stdout: usize,
+
+    /// Keep this much of the end of the worker's stderr.
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub stderr_tail: usize,
+
+    /// Seconds between SIGTERM and SIGKILL when wh stops a worker's process group.
+    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = parse_seconds)]
+    pub kill_grace: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct TestWorkerArgs {
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+
+    /// Which cases: `basic` is the design's four reference cases, `strict` adds one case per
+    /// stricter protocol rule.
+    #[arg(long, value_enum, default_value = "strict")]
+    pub profile: Profile,
+
+    /// Task type used by the success cases (real workers handle their own types).
+    #[arg(long, value_name = "TYPE", default_value = crate::compliance::tasks::DEFAULT_TASK_TYPE)]
+    pub task_type: String,
+
+    /// Params of the success cases: a JSON object, or @FILE to read one
+    /// [default: {"input_data": "hello world"}].
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub params: Option<String>,
+
+    /// Time limit for each task a case sends, in seconds; past it the case is "timed out".
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub timeout: Duration,
+
+    /// Print the cases of the profile (id, name, rule) and exit.
+    #[arg(long)]
+    pub list: bool,
+
+    /// Run only this case (repeatable; `basic.*` selects by prefix).
+    #[arg(long = "case", value_name = "ID")]
+    pub cases: Vec<String>,
+
+    /// Do not run this case; it is reported as skipped (repeatable; prefix with `*`).
+    #[arg(long = "skip", value_name = "ID")]
+    pub skips: Vec<String>,
+
+    /// Cases to run at once [default: number of CPUs]. Output keeps the catalogue order.
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+
+    /// Report format.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+
+    /// Write the report to FILE instead of stdout (a summary line still goes to stdout).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["task_type", "task"]))]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+
+    /// Task type of the task to send.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub task_type: Option<String>,
+
+    /// Params of the task: a JSON object, or @FILE to read one [default: {}].
+    #[arg(long, value_name = "JSON|@FILE", requires = "task_type")]
+    pub params: Option<String>,
+
+    /// Task id [default: a generated `send-...` id].
+    #[arg(long, value_name = "ID", requires = "task_type")]
+    pub id: Option<String>,
+
+    /// Send this whole task instead: a file, or `-` for stdin. Sent as is, even when it is not
+    /// a valid task (wh warns), so broken input can be tried on a worker.
+    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["task_type", "params", "id"])]
+    pub task: Option<PathBuf>,
+
+    /// Time limit in seconds; past it wh stops the worker's process group.
+    #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = parse_seconds)]
+    pub timeout: Duration,
+
+    /// Print stdout exactly as the worker wrote it (no pretty-printing).
+    #[arg(long)]
+    pub raw: bool,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// "16MiB", "512KiB", "2MB", "1000000" → bytes.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (e.g. 16MiB, 512KiB, 1000000)"))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
+    };
+    let bytes = number * scale;
+    if !(1.0..=(usize::MAX as f64)).contains(&bytes) {
+        return Err(format!("`{text}` must be at least 1 byte"));
+    }
+    Ok(bytes as usize)
+}
+
+/// "10", "0.5" → a positive duration.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 || secs > 7.0 * 24.0 * 3600.0 {
+        return Err(format!(
+            "`{text}` must be more than 0 and at most a week of seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_and_seconds() {
+        assert_eq!(parse_size("16MiB"), Ok(16 * 1024 * 1024));
+        assert_eq!(parse_size("2KB"), Ok(2000));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("0").is_err());
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("NaN").is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! `wh`: parse the command line, run the command, exit with its code. Nothing else.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use wh::cli::{Cli, Command};
+use wh::{commands, error, exit};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => exit::OK,
+                _ if invoked_send() => exit::SEND_USAGE,
+                _ => exit::USAGE,
+            };
+            return ExitCode::from(code);
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprint!(
+                "{}",
+                error::Failure::new(exit::USAGE, "failed to start the async runtime")
+                    .cause(e)
+                    .render()
+            );
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let code = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let on_ctrl_c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                on_ctrl_c.cancel();
+            }
+        });
+        let result = match cli.command {
+            Command::TestWorker(args) => commands::test_worker::run(args, cancel).await,
+            Command::Send(args) => commands::send::run(args, cancel).await,
+        };
+        match result {
+            Ok(code) => code,
+            Err(failure) => {
+                eprint!("{}", failure.render());
+                failure.code
+            }
+        }
+    });
+    ExitCode::from(code)
+}
+
+/// Whether the (unparseable) command line was for `wh send`, whose own errors exit 64.
+fn invoked_send() -> bool {
+    std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .is_some_and(|a| a == "send")
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests of the `wh` binary: one integration test binary, one file per feature.
+
+mod fixtures;
+mod reports;
+mod runner;
+mod send;
+mod support;
+mod test_worker;
