@@ -40,12 +40,9 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(async {
         let cancel = CancellationToken::new();
-        let on_ctrl_c = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                on_ctrl_c.cancel();
-            }
-        });
+        // Registered before any worker starts, so an early Ctrl+C still stops the worker's
+        // process group (which does not receive the terminal's SIGINT itself).
+        listen_for_stop_signals(cancel.clone());
         let result = match cli.command {
             Command::TestWorker(args) => commands::test_worker::run(args, cancel).await,
             Command::Send(args) => commands::send::run(args, cancel).await,
@@ -67,4 +64,20 @@ fn invoked_send() -> bool {
         .skip(1)
         .find(|a| !a.starts_with('-'))
         .is_some_and(|a| a == "send")
+}
+
+/// Ctrl+C (SIGINT) and SIGTERM cancel the run: workers' groups are stopped, reports say
+/// "interrupted", and `wh` exits 130.
+fn listen_for_stop_signals(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        cancel.cancel();
+    });
 }

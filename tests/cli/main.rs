@@ -4,5 +4,6 @@ mod fixtures;
 mod reports;
 mod runner;
 mod send;
+mod signals;
 mod support;
 mod test_worker;
