@@ -70,7 +70,8 @@ fn invoked_send() -> bool {
 /// "interrupted", and `wh` exits 130.
 fn listen_for_stop_signals(cancel: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
         return;
     };
     tokio::spawn(async move {

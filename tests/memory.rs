@@ -11,7 +11,12 @@ fn a_stdout_flood_leaves_wh_under_64_mib() {
         .args(["send", "--type", "T", "fixtures/workers/stdout_flood.py"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout.len(), 16 * 1024 * 1024, "the default cap is 16 MiB");
     // ru_maxrss is in KiB on Linux.
     let peak_kib = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap().max_rss();

@@ -17,7 +17,11 @@ fn sigint_stops_the_worker_and_exits_130() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    eventually("the worker started", || processes_mentioning(&hang).iter().any(|c| c.contains("python") && !c.contains("target/")));
+    eventually("the worker started", || {
+        processes_mentioning(&hang)
+            .iter()
+            .any(|c| c.contains("python") && !c.contains("target/"))
+    });
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
@@ -34,7 +38,11 @@ fn sigint_during_test_worker_reports_interrupted() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    eventually("the worker started", || processes_mentioning(&hang).iter().any(|c| c.contains("python") && !c.contains("target/")));
+    eventually("the worker started", || {
+        processes_mentioning(&hang)
+            .iter()
+            .any(|c| c.contains("python") && !c.contains("target/"))
+    });
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
