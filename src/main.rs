@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         let result = match cli.command {
             Command::TestWorker(args) => commands::test_worker::run(args, cancel).await,
             Command::Send(args) => commands::send::run(args, cancel).await,
+            Command::Lint(args) => commands::lint::run(args),
         };
         match result {
             Ok(code) => code,

@@ -44,6 +44,14 @@ impl Schemas {
         })
     }
 
+    /// Compiles the schemas on a background thread, so a one-shot command pays for it while
+    /// its worker starts rather than after it exits.
+    pub fn warm_up() {
+        std::thread::spawn(|| {
+            Schemas::get();
+        });
+    }
+
     /// Every way `task` breaks the task schema (empty when it is a valid task).
     pub fn task_errors(&self, task: &Value) -> Vec<SchemaError> {
         errors(&self.task, task)
