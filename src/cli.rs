@@ -49,6 +49,42 @@ pub enum Command {
     ///   echo '{"id": "1", "type": "T", "params": {}}' | wh send --task - -- ./worker
     #[command(verbatim_doc_comment)]
     Send(SendArgs),
+
+    /// Check coordinator configs against their JSON Schema and against common sense.
+    ///
+    /// Every finding has a rule id, a severity and a place (file:line:col) with the source line
+    /// and a hint. Exit codes: 0 no errors (warnings allowed), 1 errors (or warnings with
+    /// --deny-warnings), 2 usage error or a file that cannot be read.
+    ///
+    /// Examples:
+    ///   wh lint workerhost.yaml
+    ///   wh lint --format github configs/*.yaml
+    ///   wh lint --print-schema > config.schema.json
+    #[command(verbatim_doc_comment)]
+    Lint(LintArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Config files (.yaml, .yml or .json) [default: workerhost.yaml in this folder].
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: crate::lint::render::LintFormat,
+
+    /// Fail (exit 1) on warnings too.
+    #[arg(long)]
+    pub deny_warnings: bool,
+
+    /// Print the config's JSON Schema and exit.
+    #[arg(long, conflicts_with_all = ["files", "list_rules"])]
+    pub print_schema: bool,
+
+    /// List the rules (id, severity, what each finds) and exit.
+    #[arg(long)]
+    pub list_rules: bool,
 }
 
 /// How the worker is named: a file, or a command after `--`.
@@ -63,8 +99,16 @@ pub struct WorkerArgs {
     pub command: Vec<OsString>,
 
     /// Interpreter for `.py` workers [default: $WH_PYTHON, else python3].
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "config")]
     pub python: Option<PathBuf>,
+
+    /// Start the worker as `wh host` would, from this config file (with --worker).
+    #[arg(long, value_name = "FILE", requires = "worker_name", conflicts_with_all = ["worker", "command"])]
+    pub config: Option<PathBuf>,
+
+    /// The worker's name in --config.
+    #[arg(long = "worker", value_name = "NAME", requires = "config")]
+    pub worker_name: Option<String>,
 }
 
 impl WorkerArgs {
@@ -72,6 +116,13 @@ impl WorkerArgs {
     pub fn as_typed(&self) -> String {
         use crate::runner::shell_quote;
         let mut parts = Vec::new();
+        if let (Some(config), Some(name)) = (&self.config, &self.worker_name) {
+            parts.push(format!(
+                "--config {} --worker {}",
+                shell_quote(&config.to_string_lossy()),
+                shell_quote(name)
+            ));
+        }
         if let Some(python) = &self.python {
             parts.push(format!("--python {}", shell_quote(&python.to_string_lossy())));
         }
@@ -112,9 +163,10 @@ pub struct TestWorkerArgs {
     #[arg(long, value_enum, default_value = "strict")]
     pub profile: Profile,
 
-    /// Task type used by the success cases (real workers handle their own types).
-    #[arg(long, value_name = "TYPE", default_value = crate::compliance::tasks::DEFAULT_TASK_TYPE)]
-    pub task_type: String,
+    /// Task type used by the success cases (real workers handle their own types)
+    /// [default: the --config worker's first task type, else PrismQ.Example.ProcessData].
+    #[arg(long, value_name = "TYPE")]
+    pub task_type: Option<String>,
 
     /// Params of the success cases: a JSON object, or @FILE to read one
     /// [default: {"input_data": "hello world"}].
@@ -154,21 +206,20 @@ pub struct TestWorkerArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("source").required(true).args(["task_type", "task"]))]
 pub struct SendArgs {
     #[command(flatten)]
     pub worker: WorkerArgs,
 
-    /// Task type of the task to send.
+    /// Task type of the task to send [default with --config: the worker's first task type].
     #[arg(long = "type", value_name = "TYPE")]
     pub task_type: Option<String>,
 
     /// Params of the task: a JSON object, or @FILE to read one [default: {}].
-    #[arg(long, value_name = "JSON|@FILE", requires = "task_type")]
+    #[arg(long, value_name = "JSON|@FILE")]
     pub params: Option<String>,
 
     /// Task id [default: a generated `send-...` id].
-    #[arg(long, value_name = "ID", requires = "task_type")]
+    #[arg(long, value_name = "ID")]
     pub id: Option<String>,
 
     /// Send this whole task instead: a file, or `-` for stdin. Sent as is, even when it is not

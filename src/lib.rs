@@ -7,7 +7,9 @@
 pub mod cli;
 pub mod commands;
 pub mod compliance;
+pub mod config;
 pub mod error;
 pub mod exit;
+pub mod lint;
 pub mod protocol;
 pub mod runner;

@@ -1,6 +1,7 @@
 //! One file per subcommand: each turns parsed arguments into calls on the protocol core,
 //! the runner and the compliance suite, and returns an exit code.
 
+pub mod lint;
 pub mod send;
 pub mod test_worker;
 
@@ -65,10 +66,69 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-/// Resolves the worker named on the command line.
-pub fn worker_command(args: &WorkerArgs, code: u8) -> Result<WorkerCommand, Failure> {
-    runner::resolve(args.worker.as_deref(), &args.command, args.python.as_deref())
-        .map_err(|e| Failure::new(code, e.to_string()).maybe_hint(e.hint()))
+/// A worker to run, and the task types its config entry lists (none for a bare file).
+pub struct ResolvedWorker {
+    pub command: WorkerCommand,
+    pub task_types: Vec<String>,
+}
+
+/// Resolves the worker named on the command line: a file, a command after `--`, or
+/// `--config FILE --worker NAME`, started exactly as the host would start it.
+pub fn worker_command(args: &WorkerArgs, code: u8) -> Result<ResolvedWorker, Failure> {
+    if let (Some(config), Some(name)) = (&args.config, &args.worker_name) {
+        return configured_worker(config, name, code);
+    }
+    let command = runner::resolve(args.worker.as_deref(), &args.command, args.python.as_deref())
+        .map_err(|e| Failure::new(code, e.to_string()).maybe_hint(e.hint()))?;
+    Ok(ResolvedWorker {
+        command,
+        task_types: Vec::new(),
+    })
+}
+
+fn configured_worker(path: &std::path::Path, name: &str, code: u8) -> Result<ResolvedWorker, Failure> {
+    use crate::config::{load, resolve};
+    use crate::lint::{Severity, lint_loaded};
+    let shown = path.display();
+    let loaded = load::load(path, &load::Environment::from_process())
+        .map_err(|e| Failure::new(code, format!("cannot load config `{shown}`")).cause(e))?;
+    let report = lint_loaded(&loaded);
+    // To run a worker, an unset ${VAR} is an error, not the lint warning it is elsewhere.
+    let errors: Vec<_> = report
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error || d.rule == "undefined-env-var")
+        .collect();
+    if !errors.is_empty() {
+        let mut failure = Failure::new(code, format!("config `{shown}` has {} error(s)", errors.len()))
+            .hint(format!("`wh lint {shown}` shows each one with its line"));
+        for d in errors.iter().take(5) {
+            let line = d
+                .span
+                .map(|s| format!(":{}:{}", s.start.line, s.start.col))
+                .unwrap_or_default();
+            failure = failure.cause(format!("{shown}{line}: [{}] {}", d.rule, d.message));
+        }
+        return Err(failure);
+    }
+    let config = loaded
+        .config
+        .as_ref()
+        .expect("a config without errors deserializes");
+    let Some(worker) = config.workers.iter().find(|w| w.name == name) else {
+        let names: Vec<&str> = config.workers.iter().map(|w| w.name.as_str()).collect();
+        let hint = match crate::lint::did_you_mean(name, names.iter().copied()) {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => format!("workers in this config: {}", names.join(", ")),
+        };
+        return Err(Failure::new(code, format!("no worker named `{name}` in `{shown}`")).hint(hint));
+    };
+    let command =
+        resolve::worker_command(worker, &loaded.dir).map_err(|e| Failure::new(code, e.to_string()))?;
+    Ok(ResolvedWorker {
+        command,
+        task_types: worker.task_types.clone(),
+    })
 }
 
 /// Limits from the shared flags.

@@ -13,11 +13,31 @@ use crate::protocol::{ExitClass, Schemas, Task, classify, human_bytes};
 use crate::runner;
 
 pub async fn run(args: SendArgs, cancel: CancellationToken) -> Result<u8, Failure> {
-    let command = worker_command(&args.worker, exit::SEND_USAGE)?;
+    Schemas::warm_up();
+    let worker = worker_command(&args.worker, exit::SEND_USAGE)?;
     let input = match &args.task {
-        Some(path) => read_task(path)?,
-        None => build_task(&args)?.to_bytes(),
+        Some(path) => {
+            if args.task_type.is_some() || args.params.is_some() || args.id.is_some() {
+                return Err(Failure::new(
+                    exit::SEND_USAGE,
+                    "--task sends a whole task: drop --type, --params and --id",
+                ));
+            }
+            read_task(path)?
+        }
+        None => {
+            let task_type = args
+                .task_type
+                .clone()
+                .or_else(|| worker.task_types.first().cloned())
+                .ok_or_else(|| {
+                    Failure::new(exit::SEND_USAGE, "no task to send")
+                        .hint("give --type TYPE (and --params JSON), or a whole task with --task FILE|-")
+                })?;
+            build_task(&args, task_type)?.to_bytes()
+        }
     };
+    let command = worker.command;
 
     let mut limits = limits(&args.limits, args.timeout);
     limits.echo_stderr = true;
@@ -27,24 +47,20 @@ pub async fn run(args: SendArgs, cancel: CancellationToken) -> Result<u8, Failur
     let judged = classify(&outcome, args.timeout.as_secs_f64());
 
     let stdout = console::Term::stdout();
-    let shown = if args.raw {
-        outcome.stdout.clone()
-    } else {
-        match serde_json::from_slice::<Value>(&outcome.stdout) {
-            Ok(value) if stdout.is_term() => {
-                let mut text = serde_json::to_vec_pretty(&value).expect("a Value serializes");
-                text.push(b'\n');
-                text
+    let reformatted = match serde_json::from_slice::<Value>(&outcome.stdout) {
+        Ok(value) if !args.raw => {
+            let mut text = if stdout.is_term() {
+                serde_json::to_vec_pretty(&value)
+            } else {
+                serde_json::to_vec(&value)
             }
-            Ok(value) => {
-                let mut text = serde_json::to_vec(&value).expect("a Value serializes");
-                text.push(b'\n');
-                text
-            }
-            Err(_) => outcome.stdout.clone(),
+            .expect("a Value serializes");
+            text.push(b'\n');
+            Some(text)
         }
+        _ => None,
     };
-    print_stdout(&shown)?;
+    print_stdout(reformatted.as_deref().unwrap_or(&outcome.stdout))?;
 
     let color = color_for(&console::Term::stderr());
     let style = match judged.class {
@@ -83,7 +99,7 @@ pub async fn run(args: SendArgs, cancel: CancellationToken) -> Result<u8, Failur
     Ok(exit::for_class(judged.class))
 }
 
-fn build_task(args: &SendArgs) -> Result<Task, Failure> {
+fn build_task(args: &SendArgs, task_type: String) -> Result<Task, Failure> {
     let params = match &args.params {
         Some(text) => parse_params("--params", text, exit::SEND_USAGE)?,
         None => Map::new(),
@@ -95,7 +111,7 @@ fn build_task(args: &SendArgs) -> Result<Task, Failure> {
     let metadata = json!({"created_at": crate::compliance::tasks::now_iso(), "sent_by": "wh send"});
     Ok(Task {
         id,
-        task_type: args.task_type.clone().unwrap_or_default(),
+        task_type,
         params,
         metadata: metadata.as_object().cloned(),
     })

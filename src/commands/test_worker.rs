@@ -25,16 +25,22 @@ pub async fn run(args: TestWorkerArgs, cancel: CancellationToken) -> Result<u8, 
     }
     let selected = compliance::select(args.profile, &args.cases, &args.skips)
         .map_err(|e| Failure::new(exit::USAGE, e))?;
-    let command = worker_command(&args.worker, exit::USAGE)?;
+    crate::protocol::Schemas::warm_up();
+    let worker = worker_command(&args.worker, exit::USAGE)?;
 
+    let task_type = args
+        .task_type
+        .clone()
+        .or_else(|| worker.task_types.first().cloned())
+        .unwrap_or_else(|| compliance::tasks::DEFAULT_TASK_TYPE.to_string());
+    let mut task_args = String::new();
+    if let Some(explicit) = &args.task_type {
+        task_args.push_str(&format!(" --task-type {}", shell_quote(explicit)));
+    }
     let mut template = TaskTemplate {
-        task_type: args.task_type.clone(),
+        task_type,
         ..TaskTemplate::default()
     };
-    let mut task_args = String::new();
-    if args.task_type != compliance::tasks::DEFAULT_TASK_TYPE {
-        task_args.push_str(&format!(" --task-type {}", shell_quote(&args.task_type)));
-    }
     if let Some(params) = &args.params {
         template.params = parse_params("--params", params, exit::USAGE)?;
         task_args.push_str(&format!(" --params {}", shell_quote(params)));
@@ -44,7 +50,7 @@ pub async fn run(args: TestWorkerArgs, cancel: CancellationToken) -> Result<u8, 
         .map(usize::from)
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let suite = Suite {
-        command,
+        command: worker.command,
         worker_arg: args.worker.as_typed(),
         task_args,
         template,

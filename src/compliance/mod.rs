@@ -139,26 +139,10 @@ fn matches(pattern: &str, id: &str) -> bool {
 fn closest(pattern: &str) -> Option<&'static str> {
     CASES
         .iter()
-        .map(|c| (strsim_distance(pattern, c.id), c.id))
+        .map(|c| (strsim::levenshtein(pattern, c.id), c.id))
         .filter(|(d, _)| *d <= 4)
         .min()
         .map(|(_, id)| id)
-}
-
-/// Levenshtein distance; small inputs only.
-fn strsim_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Runs the suite. `on_done` is told each time a case finishes (for a progress bar).
