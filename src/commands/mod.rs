@@ -123,8 +123,13 @@ fn configured_worker(path: &std::path::Path, name: &str, code: u8) -> Result<Res
         };
         return Err(Failure::new(code, format!("no worker named `{name}` in `{shown}`")).hint(hint));
     };
-    let command =
+    let mut command =
         resolve::worker_command(worker, &loaded.dir).map_err(|e| Failure::new(code, e.to_string()))?;
+    // The task source's secrets never reach a worker.
+    command.env_remove = resolve::secret_vars(&loaded.tree.to_json())
+        .into_iter()
+        .map(Into::into)
+        .collect();
     Ok(ResolvedWorker {
         command,
         task_types: worker.task_types.clone(),

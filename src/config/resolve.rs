@@ -74,6 +74,21 @@ pub enum StartFormError {
     EmptyCommand(String),
 }
 
+/// Environment variables that carry the task source's secrets: those the raw (unsubstituted)
+/// `task_manager.api_key` and `task_manager.url` refer to, and the API key override. Workers
+/// never get them.
+pub fn secret_vars(raw: &serde_json::Value) -> Vec<String> {
+    let mut names = vec!["WORKERHOST_TASKMANAGER_API_KEY".to_string()];
+    for pointer in ["/task_manager/api_key", "/task_manager/url"] {
+        if let Some(text) = raw.pointer(pointer).and_then(serde_json::Value::as_str) {
+            names.extend(super::env::references(text).into_iter().map(|r| r.var));
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// The forms a worker entry gives.
 pub fn start_forms(worker: &Worker) -> Vec<&'static str> {
     let mut forms = Vec::new();

@@ -14,6 +14,8 @@ pub struct WorkerCommand {
     pub args: Vec<OsString>,
     pub cwd: Option<PathBuf>,
     pub env: Vec<(OsString, OsString)>,
+    /// Variables of `wh`'s own environment the worker must not see (the task source's secrets).
+    pub env_remove: Vec<OsString>,
 }
 
 impl WorkerCommand {
@@ -23,6 +25,7 @@ impl WorkerCommand {
             args: Vec::new(),
             cwd: None,
             env: Vec::new(),
+            env_remove: Vec::new(),
         }
     }
 

@@ -177,6 +177,9 @@ pub async fn run(
     let deadline = tokio::time::Instant::from_std(started + limits.timeout);
 
     let mut command = tokio::process::Command::new(&cmd.program);
+    for name in &cmd.env_remove {
+        command.env_remove(name);
+    }
     command
         .args(&cmd.args)
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))

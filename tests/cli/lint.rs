@@ -327,3 +327,27 @@ fn a_wrong_worker_name_or_a_broken_config_is_a_usage_error() {
     .code(64)
     .stderr(predicate::str::contains("WH_TEST_SURELY_UNDEFINED_URL"));
 }
+
+#[test]
+fn the_task_sources_secret_never_reaches_a_worker() {
+    let out = wh()
+        .args([
+            "send",
+            "--config",
+            "fixtures/configs/secret_env.yaml",
+            "--worker",
+            "env-reporter",
+        ])
+        .env("WH_TEST_SECRET_KEY", "s3cret")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["result"]["secret_seen"], false);
+    assert_eq!(result["result"]["extra"], "from the config");
+}

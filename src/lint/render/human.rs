@@ -22,18 +22,24 @@ pub fn render(report: &FileReport, color: bool) -> String {
         let mut groups = Vec::new();
         let group = match d.span {
             Some(span) if !report.source.is_empty() => {
-                let start = span.start.offset.min(report.source.len());
-                let mut end = span.end.offset.clamp(start, report.source.len());
+                let source = report.source.as_str();
+                let start = floor_char(source, span.start.offset.min(source.len()));
+                let mut end = floor_char(source, span.end.offset.clamp(start, source.len()));
                 // A value spanning lines (a block) is marked on its first line only.
-                if let Some(nl) = report.source[start..end].find('\n') {
+                if let Some(nl) = source[start..end].find('\n') {
                     end = start + nl;
                 }
-                let mut annotation = AnnotationKind::Primary.span(start..end);
+                // Hand the renderer only the finding's line: a whole file per finding would
+                // make a large config quadratic.
+                let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
+                let line_end = source[end..].find('\n').map_or(source.len(), |i| end + i);
+                let mut annotation = AnnotationKind::Primary.span(start - line_start..end - line_start);
                 if let Some(label) = &d.label {
                     annotation = annotation.label(label.as_str());
                 }
                 title.element(
-                    Snippet::source(report.source.as_str())
+                    Snippet::source(&source[line_start..line_end])
+                        .line_start(span.start.line)
                         .path(path.as_str())
                         .annotation(annotation),
                 )
@@ -72,4 +78,12 @@ pub fn summary(reports: &[FileReport], unreadable: usize) -> String {
         parts.join(", ")
     };
     format!("{found} in {}\n", plural(files, "file"))
+}
+
+/// The largest char boundary at or before `i`.
+fn floor_char(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
