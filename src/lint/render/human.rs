@@ -47,6 +47,10 @@ pub fn render(report: &FileReport, color: bool) -> String {
             _ => title.element(annotate_snippets::Origin::path(path.as_str())),
         };
         groups.push(group);
+        let at = format!("at {}", d.pointer);
+        if !d.pointer.is_empty() {
+            groups.push(Group::with_title(Level::NOTE.secondary_title(at.as_str())));
+        }
         if let Some(hint) = &d.hint {
             groups.push(Group::with_title(Level::HELP.secondary_title(hint.as_str())));
         }
