@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::tasks::{TaskTemplate, pretty, python_dumps};
 use crate::protocol::pyjson::{self, PyValue};
-use crate::protocol::{ExitClass, OutputError, Schemas, classify, parse_json_object, parse_output};
+use crate::protocol::{ExitClass, Schemas, classify, parse_json_object};
 use crate::runner::{Exit, RunOutcome, signal_name};
 
 /// Which cases a run holds: `basic` is the reference four, `strict` adds the stricter rules.
@@ -276,7 +276,7 @@ fn reference_judge(probe: &Probe, run: &RunOutcome) -> Vec<Finding> {
     };
     let fail = |actual: String| vec![finding(expected, actual)];
     if let Some(stopped) = run.stopped {
-        return fail(format!("the run was stopped by wh ({stopped:?})"));
+        return fail(stopped.to_string());
     }
     if !run.stdout_utf8 {
         return fail("stdout is not valid UTF-8 (the reference harness crashes decoding it)".into());
@@ -344,10 +344,7 @@ fn py_str(value: &PyValue) -> String {
 /// Strictly parsed output, or a finding saying why there is none.
 fn strict_output(run: &RunOutcome) -> Result<Value, Finding> {
     if let Some(stopped) = run.stopped {
-        return Err(finding(
-            "one JSON object on stdout",
-            format!("the run was stopped by wh ({stopped:?})"),
-        ));
+        return Err(finding("one JSON object on stdout", stopped.to_string()));
     }
     if !run.stdout_utf8 {
         return Err(finding(
@@ -480,11 +477,6 @@ fn judge_unicode(probe: &Probe, run: &RunOutcome) -> Vec<Finding> {
         ));
     }
     findings
-}
-
-/// Whether stdout held a valid result (for reports: the class and reason of a run).
-pub fn output_error(run: &RunOutcome) -> Option<OutputError> {
-    parse_output(&run.stdout).err()
 }
 
 #[cfg(test)]

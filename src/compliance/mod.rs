@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{ExitClass, classify};
-use crate::runner::{self, Exit, Leftover, Limits, RunOutcome, SpawnError, Stopped, WorkerCommand};
+use crate::runner::{self, Limits, RunOutcome, SpawnError, Stopped, WorkerCommand};
 pub use cases::{CASES, Case, Expect, Finding, Profile};
 use cases::{CaseInputs, Probe};
 pub use tasks::TaskTemplate;
@@ -256,14 +256,4 @@ async fn run_case(
         findings,
         duration: started.elapsed(),
     })
-}
-
-/// The leftovers of a run, for reports.
-pub fn leftovers(run: &ProbeRun) -> &[Leftover] {
-    &run.outcome.leftovers
-}
-
-/// `exit code 2` / `killed by SIGSEGV`, for reports.
-pub fn exit_text(exit: Exit) -> String {
-    exit.to_string()
 }

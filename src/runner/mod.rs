@@ -18,7 +18,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-pub use capture::Utf8Check;
 pub use command::{ResolveError, WorkerCommand, python_interpreter, resolve, shell_quote};
 pub use group::{Leftover, signal_name};
 
@@ -62,6 +61,16 @@ pub enum Stopped {
     StdoutOverflow,
     /// The user interrupted `wh` (Ctrl+C).
     Cancelled,
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stopped::TimedOut => "wh stopped it at the time limit",
+            Stopped::StdoutOverflow => "wh stopped it: stdout went past its cap (--max-stdout)",
+            Stopped::Cancelled => "wh was interrupted",
+        })
+    }
 }
 
 /// How the worker process ended.
