@@ -62,6 +62,63 @@ pub enum Command {
     ///   wh lint --print-schema > config.schema.json
     #[command(verbatim_doc_comment)]
     Lint(LintArgs),
+
+    /// Start a new worker (or a host config) from a template that passes the gate as is.
+    ///
+    /// Writes a complete project into a new folder (NAME, or --dir), then prints the exact
+    /// `wh test-worker` command and the host-config entry for it. Refuses a non-empty folder
+    /// unless --force; a failure leaves nothing half-written. Exit codes: 0 written, 2 bad
+    /// input (name, folder, template) or a failed --venv.
+    ///
+    /// Examples:
+    ///   wh scaffold python image-resizer --task-type Acme.Image.Resize
+    ///   wh scaffold python image-resizer --venv
+    ///   wh scaffold rust fast-hasher --dir workers/hasher
+    ///   wh scaffold config
+    ///   wh scaffold --list
+    #[command(verbatim_doc_comment)]
+    Scaffold(ScaffoldArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScaffoldArgs {
+    /// Template to start from.
+    #[arg(value_enum, required_unless_present = "list")]
+    pub template: Option<crate::scaffold::Template>,
+
+    /// Worker name: lowercase letters, digits and dashes (image-resizer). For `config`, the
+    /// file name [default: workerhost.yaml].
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// List the templates and exit.
+    #[arg(long)]
+    pub list: bool,
+
+    /// Folder to write [default: ./NAME; for config: this folder].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// A task type the worker handles (repeatable) [default: derived from NAME, e.g.
+    /// ImageResizer.Process].
+    #[arg(long = "task-type", value_name = "TYPE")]
+    pub task_types: Vec<String>,
+
+    /// One line on what the worker does.
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+
+    /// python: create .venv in the project and install the worker (and pytest) into it.
+    #[arg(long)]
+    pub venv: bool,
+
+    /// Write into a non-empty folder, replacing files of the same name.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Interpreter for --venv and .python-version [default: $WH_PYTHON, else python3].
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

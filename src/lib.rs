@@ -13,3 +13,4 @@ pub mod exit;
 pub mod lint;
 pub mod protocol;
 pub mod runner;
+pub mod scaffold;

@@ -44,6 +44,7 @@ fn main() -> ExitCode {
             Command::TestWorker(args) => commands::test_worker::run(args, cancel).await,
             Command::Send(args) => commands::send::run(args, cancel).await,
             Command::Lint(args) => commands::lint::run(args),
+            Command::Scaffold(args) => commands::scaffold::run(args),
         };
         match result {
             Ok(code) => code,

@@ -2,6 +2,7 @@
 //! the runner and the compliance suite, and returns an exit code.
 
 pub mod lint;
+pub mod scaffold;
 pub mod send;
 pub mod test_worker;
 

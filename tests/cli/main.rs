@@ -4,6 +4,7 @@ mod fixtures;
 mod lint;
 mod reports;
 mod runner;
+mod scaffold;
 mod send;
 mod signals;
 mod support;

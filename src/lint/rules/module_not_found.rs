@@ -1,7 +1,8 @@
 //! ## What it does
 //! Checks that a worker's `module` can be found under its `project_path`
-//! (`a/b/c.py`, `a/b/c/__init__.py` or a namespace folder `a/b/c`), and that the module file
-//! defines its `function`.
+//! (`a/b/c.py`, `a/b/c/__init__.py` or a namespace folder `a/b/c`), or under its `src/`
+//! folder (the src layout, whose package is importable once installed into the venv), and
+//! that the module file defines its `function`.
 //!
 //! ## Why is this bad?
 //! The host imports the module from `project_path`; a typo there fails every task with an
@@ -29,11 +30,15 @@ fn check(ctx: &Context) -> Vec<Finding> {
             continue; // project-path-missing says so
         }
         let rel: std::path::PathBuf = module.split('.').collect();
-        let file = root.join(&rel).with_extension("py");
-        let package = root.join(&rel).join("__init__.py");
-        let found = [file, package].into_iter().find(|p| p.is_file());
+        let candidates = [root.clone(), root.join("src")].into_iter().flat_map(|base| {
+            [
+                base.join(&rel).with_extension("py"),
+                base.join(&rel).join("__init__.py"),
+            ]
+        });
+        let found = candidates.into_iter().find(|p| p.is_file());
         match found {
-            None if root.join(&rel).is_dir() => {}
+            None if root.join(&rel).is_dir() || root.join("src").join(&rel).is_dir() => {}
             None => out.push(
                 Finding::new(
                     format!("/workers/{i}/module"),
