@@ -11,6 +11,9 @@
 //! | 64   | — | usage error, unreadable input, or the worker cannot be started | — |
 //! | 130  | interrupted (Ctrl+C) | interrupted: the worker exited 130 or SIGINT, or Ctrl+C | — |
 //!
+//! `wh scaffold` exits 0 when it wrote the project and 2 when it wrote nothing (bad name,
+//! task type, template or folder, or a failed `--venv`).
+//!
 //! `wh send` keeps 1 and 2 for the worker's own answer, so its own errors use 64 (EX_USAGE).
 
 use crate::protocol::ExitClass;
