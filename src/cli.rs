@@ -78,6 +78,165 @@ pub enum Command {
     ///   wh scaffold --list
     #[command(verbatim_doc_comment)]
     Scaffold(ScaffoldArgs),
+
+    /// Run the coordinator: claim tasks, run each in its worker, record the outcome.
+    ///
+    /// Tasks come from the config's task source (the embedded local queue by default). SIGTERM
+    /// or Ctrl+C stops claiming and lets running tasks finish within --grace, then releases
+    /// the rest back to the queue (a second signal stops at once, still releasing); SIGHUP
+    /// reloads the config. Exit codes: 0 clean stop or drain, 2 bad config or queue.
+    ///
+    /// Examples:
+    ///   wh host --config workerhost.yaml
+    ///   wh host --config example-workers/workerhost.yaml --enqueue example-workers/sample-tasks.ndjson --drain
+    ///   wh host --config workerhost.yaml --dry-run
+    #[command(verbatim_doc_comment)]
+    Host(HostArgs),
+
+    /// Add tasks to the local queue: one from the arguments, or many as NDJSON.
+    ///
+    /// Examples:
+    ///   wh enqueue PrismQ.Example.ProcessData --params '{"input_data": "hi"}'
+    ///   wh enqueue --file tasks.ndjson      (one {"type", "params", "priority", "dedupe_key"} per line)
+    ///   cat tasks.ndjson | wh enqueue --file -
+    #[command(verbatim_doc_comment)]
+    Enqueue(EnqueueArgs),
+
+    /// List the local queue's tasks, show one, or requeue a failed or dead one.
+    ///
+    /// Examples:
+    ///   wh tasks --status failed
+    ///   wh tasks show 3f2c...
+    ///   wh tasks retry 3f2c...
+    #[command(verbatim_doc_comment)]
+    Tasks(TasksArgs),
+}
+
+/// Which config (and so which queue) a command uses.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The host config [default: workerhost.yaml in this folder].
+    #[arg(long, short = 'c', value_name = "FILE", default_value = "workerhost.yaml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+
+    /// Tasks run at once [default: number of CPUs].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
+
+    /// Exit when no task of this host's types is waiting or running (and print the summary).
+    #[arg(long)]
+    pub drain: bool,
+
+    /// Exit after claiming this many tasks.
+    #[arg(long, value_name = "N")]
+    pub max_tasks: Option<u64>,
+
+    /// Print the registry and each worker's exact launch command, then exit.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Add the tasks of this NDJSON file to the queue before starting (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub enqueue: Option<PathBuf>,
+
+    /// Seconds running tasks get to finish after SIGTERM/Ctrl+C before they are stopped and
+    /// released.
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
+    pub grace: Duration,
+
+    /// Delay before the first retry, in seconds; later retries multiply it by
+    /// task_manager.retry_backoff.
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds)]
+    pub retry_delay: Duration,
+
+    /// The name this host claims tasks under [default: hostname:pid].
+    #[arg(long, value_name = "ID")]
+    pub host_id: Option<String>,
+
+    /// Address the metrics and health endpoints listen on.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+
+    /// Task type of the one task to add.
+    #[arg(
+        value_name = "TYPE",
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
+    pub task_type: Option<String>,
+
+    /// Its params: a JSON object, or @FILE [default: {}].
+    #[arg(long, value_name = "JSON|@FILE", requires = "task_type")]
+    pub params: Option<String>,
+
+    /// Its priority: higher runs first.
+    #[arg(long, value_name = "N", default_value = "0", allow_negative_numbers = true)]
+    pub priority: i64,
+
+    /// Add it only if no task with this key exists (whatever its status).
+    #[arg(long, value_name = "KEY")]
+    pub dedupe_key: Option<String>,
+
+    /// Add every task of this NDJSON file instead (`-` for stdin), in one transaction.
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct TasksArgs {
+    #[command(subcommand)]
+    pub action: Option<TasksAction>,
+
+    #[command(flatten)]
+    pub config: ConfigArg,
+
+    /// Only tasks in this state.
+    #[arg(long, value_enum)]
+    pub status: Option<crate::host::source::Status>,
+
+    /// Only tasks of this type.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub task_type: Option<String>,
+
+    /// At most this many, newest first.
+    #[arg(long, value_name = "N", default_value = "50")]
+    pub limit: usize,
+
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksAction {
+    /// One task with its params, result, error, attempts and stderr tail.
+    Show {
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Put a failed or dead task back to pending, attempts reset.
+    Retry {
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ pub mod compliance;
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod host;
 pub mod lint;
 pub mod protocol;
 pub mod runner;

@@ -45,6 +45,9 @@ fn main() -> ExitCode {
             Command::Send(args) => commands::send::run(args, cancel).await,
             Command::Lint(args) => commands::lint::run(args),
             Command::Scaffold(args) => commands::scaffold::run(args),
+            Command::Host(args) => commands::host::run(args).await,
+            Command::Enqueue(args) => commands::queue::enqueue(args).await,
+            Command::Tasks(args) => commands::queue::tasks(args).await,
         };
         match result {
             Ok(code) => code,

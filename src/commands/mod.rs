@@ -1,7 +1,9 @@
 //! One file per subcommand: each turns parsed arguments into calls on the protocol core,
 //! the runner and the compliance suite, and returns an exit code.
 
+pub mod host;
 pub mod lint;
+pub mod queue;
 pub mod scaffold;
 pub mod send;
 pub mod test_worker;
@@ -87,8 +89,13 @@ pub fn worker_command(args: &WorkerArgs, code: u8) -> Result<ResolvedWorker, Fai
     })
 }
 
-fn configured_worker(path: &std::path::Path, name: &str, code: u8) -> Result<ResolvedWorker, Failure> {
-    use crate::config::{load, resolve};
+/// Loads a config to run something from it: any lint error, or an unset `${VAR}`, refuses it
+/// with the findings as causes.
+pub fn load_for_run(
+    path: &std::path::Path,
+    code: u8,
+) -> Result<(crate::config::load::Loaded, crate::config::model::Config), Failure> {
+    use crate::config::load;
     use crate::lint::{Severity, lint_loaded};
     let shown = path.display();
     let loaded = load::load(path, &load::Environment::from_process())
@@ -114,8 +121,15 @@ fn configured_worker(path: &std::path::Path, name: &str, code: u8) -> Result<Res
     }
     let config = loaded
         .config
-        .as_ref()
+        .clone()
         .expect("a config without errors deserializes");
+    Ok((loaded, config))
+}
+
+fn configured_worker(path: &std::path::Path, name: &str, code: u8) -> Result<ResolvedWorker, Failure> {
+    use crate::config::resolve;
+    let shown = path.display();
+    let (loaded, config) = load_for_run(path, code)?;
     let Some(worker) = config.workers.iter().find(|w| w.name == name) else {
         let names: Vec<&str> = config.workers.iter().map(|w| w.name.as_str()).collect();
         let hint = match crate::lint::did_you_mean(name, names.iter().copied()) {
@@ -145,6 +159,7 @@ pub fn limits(args: &LimitArgs, timeout: std::time::Duration) -> Limits {
         stderr_tail: args.stderr_tail,
         kill_grace: args.kill_grace,
         echo_stderr: false,
+        max_memory: None,
     }
 }
 

@@ -498,6 +498,8 @@ mod tests {
             stderr_utf8: true,
             leftovers: Vec::new(),
             pipes_held_open: false,
+            peak_memory: 0,
+            memory_limit: None,
         }
     }
 

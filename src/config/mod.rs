@@ -5,4 +5,5 @@ pub mod env;
 pub mod load;
 pub mod model;
 pub mod resolve;
+pub mod support;
 pub mod yaml;

@@ -216,6 +216,18 @@ pub struct Worker {
     #[serde(default = "default_retries")]
     pub max_retries: i64,
 
+    /// # Concurrency
+    /// At most this many tasks of this worker at once (within the host's --concurrency).
+    /// Default: no limit of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+
+    /// # Retry timeouts
+    /// Retry a task that timed out (the worker exited 3 or ran past `timeout`), like a
+    /// retriable failure. Default: a timeout fails the task.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_on_timeout: bool,
+
     /// # Environment
     /// Variables added to the worker's environment (on top of the host's, minus the task
     /// source's secrets).

@@ -140,6 +140,17 @@ pub fn classify(outcome: &RunOutcome, timeout_secs: f64) -> Classification {
                 ),
             );
         }
+        Some(Stopped::MemoryLimit) => {
+            let mb = |b: u64| b / (1024 * 1024);
+            return verdict(
+                ExitClass::Crashed,
+                format!(
+                    "exceeded {} MB (its processes used {} MB); stopped by wh",
+                    mb(outcome.memory_limit.unwrap_or_default()),
+                    mb(outcome.peak_memory)
+                ),
+            );
+        }
         Some(Stopped::Cancelled) => {
             return verdict(
                 ExitClass::Interrupted,
@@ -241,6 +252,8 @@ mod tests {
             stderr_utf8: true,
             leftovers: Vec::new(),
             pipes_held_open: false,
+            peak_memory: 0,
+            memory_limit: None,
         }
     }
 

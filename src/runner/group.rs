@@ -81,6 +81,27 @@ fn command_line(pid: i32) -> String {
     out
 }
 
+/// The resident memory of every live process of the group, in bytes (Linux; 0 elsewhere).
+pub fn resident_bytes(pgid: i32) -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        live_members(pgid)
+            .iter()
+            .filter_map(|l| std::fs::read_to_string(format!("/proc/{}/status", l.pid)).ok())
+            .filter_map(|status| {
+                let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+            .map(|kib| kib * 1024)
+            .sum()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pgid;
+        0
+    }
+}
+
 /// Waits until the group has no live process, polling, for at most `limit`.
 pub async fn wait_until_empty(pgid: i32, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;

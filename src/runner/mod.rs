@@ -37,6 +37,21 @@ pub struct Limits {
     pub kill_grace: Duration,
     /// Copy the worker's stderr to ours as it arrives (for `wh send`).
     pub echo_stderr: bool,
+    /// Stop the worker when its process group's resident memory goes past this many bytes
+    /// (checked every 100 ms; Linux only).
+    pub max_memory: Option<u64>,
+}
+
+/// Called with each chunk of a worker's stderr as it arrives.
+pub type StderrHook = Box<dyn Fn(&[u8]) + Send + Sync>;
+
+/// Callbacks into a run, for the host's events.
+#[derive(Default)]
+pub struct Hooks {
+    /// The worker process started, with this pid.
+    pub on_spawn: Option<Box<dyn Fn(u32) + Send + Sync>>,
+    /// A chunk of the worker's stderr arrived.
+    pub on_stderr: Option<StderrHook>,
 }
 
 impl Default for Limits {
@@ -47,6 +62,7 @@ impl Default for Limits {
             stderr_tail: 1024 * 1024,
             kill_grace: Duration::from_secs(2),
             echo_stderr: false,
+            max_memory: None,
         }
     }
 }
@@ -59,8 +75,10 @@ pub enum Stopped {
     TimedOut,
     /// stdout went past `Limits::max_stdout`.
     StdoutOverflow,
-    /// The user interrupted `wh` (Ctrl+C).
+    /// The user interrupted `wh` (Ctrl+C), or the host is shutting down.
     Cancelled,
+    /// The worker's process group used more memory than `Limits::max_memory`.
+    MemoryLimit,
 }
 
 impl std::fmt::Display for Stopped {
@@ -69,6 +87,7 @@ impl std::fmt::Display for Stopped {
             Stopped::TimedOut => "wh stopped it at the time limit",
             Stopped::StdoutOverflow => "wh stopped it: stdout went past its cap (--max-stdout)",
             Stopped::Cancelled => "wh was interrupted",
+            Stopped::MemoryLimit => "wh stopped it: its memory went past the limit",
         })
     }
 }
@@ -130,6 +149,10 @@ pub struct RunOutcome {
     pub leftovers: Vec<Leftover>,
     /// The worker exited, but something it started kept stdout or stderr open.
     pub pipes_held_open: bool,
+    /// With `Stopped::MemoryLimit`: the group's resident memory when it was stopped, in bytes.
+    pub peak_memory: u64,
+    /// The memory limit the run had, in bytes.
+    pub memory_limit: Option<u64>,
 }
 
 /// The worker could not be started at all.
@@ -182,6 +205,17 @@ pub async fn run(
     limits: &Limits,
     cancel: &CancellationToken,
 ) -> Result<RunOutcome, SpawnError> {
+    run_with(cmd, input, limits, cancel, Hooks::default()).await
+}
+
+/// [`run`], with callbacks for the host's events.
+pub async fn run_with(
+    cmd: &WorkerCommand,
+    input: &[u8],
+    limits: &Limits,
+    cancel: &CancellationToken,
+    hooks: Hooks,
+) -> Result<RunOutcome, SpawnError> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::from_std(started + limits.timeout);
 
@@ -203,6 +237,9 @@ pub async fn run(
     let mut child = command.spawn().map_err(|e| SpawnError::new(cmd, e))?;
     let pgid = child.id().expect("a just-spawned child has a pid") as i32;
     let mut guard = GroupGuard::new(pgid);
+    if let Some(on_spawn) = &hooks.on_spawn {
+        on_spawn(pgid as u32);
+    }
 
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let input = input.to_vec();
@@ -216,7 +253,12 @@ pub async fn run(
     let stdout = child.stdout.take().expect("stdout is piped");
     let stdout_task = tokio::spawn(read_stdout(stdout, limits.max_stdout, overflow_tx));
     let stderr = child.stderr.take().expect("stderr is piped");
-    let stderr_task = tokio::spawn(read_stderr(stderr, limits.stderr_tail, limits.echo_stderr));
+    let stderr_task = tokio::spawn(read_stderr(
+        stderr,
+        limits.stderr_tail,
+        limits.echo_stderr,
+        hooks.on_stderr,
+    ));
 
     let mut stopped = None;
     let mut pipes_held_open = false;
@@ -225,11 +267,26 @@ pub async fn run(
     let (mut out, mut err) = (None, None);
 
     // Phase 1: the worker exits by itself, or the runner stops it.
+    let mut peak_memory = 0;
+    let over_memory = async {
+        let Some(limit) = limits.max_memory else {
+            return std::future::pending().await;
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            let rss = group::resident_bytes(pgid);
+            if rss > limit {
+                return rss;
+            }
+        }
+    };
     let status = tokio::select! {
         status = child.wait() => status.ok(),
         _ = tokio::time::sleep_until(deadline) => { stopped = Some(Stopped::TimedOut); None }
         Ok(()) = &mut overflow_rx => { stopped = Some(Stopped::StdoutOverflow); None }
         _ = cancel.cancelled() => { stopped = Some(Stopped::Cancelled); None }
+        rss = over_memory => { stopped = Some(Stopped::MemoryLimit); peak_memory = rss; None }
     };
 
     let status = match status {
@@ -304,6 +361,8 @@ pub async fn run(
         stderr_utf8,
         leftovers,
         pipes_held_open,
+        peak_memory,
+        memory_limit: limits.max_memory,
     })
 }
 
@@ -349,7 +408,12 @@ async fn read_stdout(
     buf
 }
 
-async fn read_stderr(mut pipe: impl AsyncRead + Unpin, keep: usize, echo: bool) -> TailBuffer {
+async fn read_stderr(
+    mut pipe: impl AsyncRead + Unpin,
+    keep: usize,
+    echo: bool,
+    on_chunk: Option<StderrHook>,
+) -> TailBuffer {
     let mut buf = TailBuffer::new(keep);
     let mut chunk = vec![0u8; CHUNK];
     let mut out = tokio::io::stderr();
@@ -358,6 +422,9 @@ async fn read_stderr(mut pipe: impl AsyncRead + Unpin, keep: usize, echo: bool) 
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 buf.push(&chunk[..n]);
+                if let Some(f) = &on_chunk {
+                    f(&chunk[..n]);
+                }
                 if echo {
                     let _ = out.write_all(&chunk[..n]).await;
                 }

@@ -96,7 +96,7 @@ fn exit_codes() {
 }
 
 #[test]
-fn the_reference_shape_has_no_errors_only_path_warnings() {
+fn the_reference_shape_has_no_errors_only_path_and_not_enforced_warnings() {
     let (code, report) = lint_json("fixtures/configs/reference_shape.yaml");
     assert_eq!(code, 0);
     assert_eq!(report["errors"], 0);
@@ -108,9 +108,13 @@ fn the_reference_shape_has_no_errors_only_path_warnings() {
         .collect();
     assert!(!rules.is_empty());
     assert!(
-        rules
-            .iter()
-            .all(|r| ["project-path-missing", "executable-missing", "windows-venv-path"].contains(r)),
+        rules.iter().all(|r| [
+            "project-path-missing",
+            "executable-missing",
+            "windows-venv-path",
+            "not-enforced"
+        ]
+        .contains(r)),
         "{rules:?}"
     );
 }

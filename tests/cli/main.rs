@@ -1,6 +1,7 @@
 //! End-to-end tests of the `wh` binary: one integration test binary, one file per feature.
 
 mod fixtures;
+mod host;
 mod lint;
 mod reports;
 mod runner;

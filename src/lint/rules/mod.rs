@@ -7,6 +7,7 @@ mod executable_missing;
 mod literal_secret;
 mod module_not_found;
 mod negative_retries;
+mod not_enforced;
 mod project_path_missing;
 mod task_type_shadowed;
 mod timeout_range;
@@ -32,4 +33,5 @@ pub static ALL: &[&Rule] = &[
     &timeout_range::RULE,
     &negative_retries::RULE,
     &endpoint_conflict::RULE,
+    &not_enforced::RULE,
 ];

@@ -1,0 +1,203 @@
+//! `wh enqueue` and `wh tasks`: add to, and look into, the config's local queue.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{load_for_run, parse_params, print_stdout};
+use crate::cli::{EnqueueArgs, TasksAction, TasksArgs};
+use crate::config::model::{Config, TaskManagerKind};
+use crate::error::Failure;
+use crate::exit;
+use crate::host::source::local::LocalQueue;
+use crate::host::source::{ListFilter, NewTask, TaskSource, TaskView};
+
+/// The queue file of a config: `task_manager.path`, default `workerhost.db` beside the config.
+pub fn queue_path(config: &Config, dir: &Path) -> PathBuf {
+    crate::config::resolve::join(
+        dir,
+        config.task_manager.path.as_deref().unwrap_or("workerhost.db"),
+    )
+}
+
+/// Opens the config's task source.
+pub fn open_source(config: &Config, dir: &Path) -> Result<Arc<dyn TaskSource>, Failure> {
+    match config.task_manager.kind {
+        TaskManagerKind::Local => {
+            let path = queue_path(config, dir);
+            let queue = LocalQueue::open(&path).map_err(|e| {
+                Failure::new(exit::USAGE, format!("cannot open the queue `{}`", path.display())).cause(e)
+            })?;
+            Ok(Arc::new(queue))
+        }
+        other => Err(Failure::new(
+            exit::USAGE,
+            format!(
+                "task_manager.type `{}` is not available in this build of wh",
+                kind_name(other)
+            ),
+        )
+        .hint("use `type: local` (the embedded queue); http, redis and amqp sources are planned")),
+    }
+}
+
+fn kind_name(kind: TaskManagerKind) -> &'static str {
+    match kind {
+        TaskManagerKind::Local => "local",
+        TaskManagerKind::Http => "http",
+        TaskManagerKind::Redis => "redis",
+        TaskManagerKind::Amqp => "amqp",
+    }
+}
+
+/// Reads NDJSON tasks (`-` for stdin); errors name the line.
+pub fn read_ndjson(path: &Path) -> Result<Vec<NewTask>, Failure> {
+    let shown = path.display().to_string();
+    let text = if path.as_os_str() == "-" {
+        let mut buf = String::new();
+        std::io::stdin()
+            .read_to_string(&mut buf)
+            .map_err(|e| Failure::new(exit::USAGE, "cannot read tasks from stdin").cause(e))?;
+        buf
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| Failure::new(exit::USAGE, format!("cannot read `{shown}`")).cause(e))?
+    };
+    let mut tasks = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with("//") {
+            continue;
+        }
+        let task: NewTask = serde_json::from_str(line).map_err(|e| {
+            Failure::new(exit::USAGE, format!("`{shown}` line {}: {e}", i + 1)).hint(
+                r#"one task per line: {"type": "T", "params": {...}, "priority": 0, "dedupe_key": "k"}"#,
+            )
+        })?;
+        tasks.push(task);
+    }
+    Ok(tasks)
+}
+
+pub async fn enqueue(args: EnqueueArgs) -> Result<u8, Failure> {
+    let (loaded, config) = load_for_run(&args.config.config, exit::USAGE)?;
+    let tasks = match &args.file {
+        Some(file) => read_ndjson(file)?,
+        None => {
+            let params = match &args.params {
+                Some(text) => parse_params("--params", text, exit::USAGE)?,
+                None => Default::default(),
+            };
+            vec![NewTask {
+                task_type: args.task_type.clone().unwrap_or_default(),
+                params,
+                priority: args.priority,
+                dedupe_key: args.dedupe_key.clone(),
+            }]
+        }
+    };
+    warn_unrouted(&config, &tasks);
+    let source = open_source(&config, &loaded.dir)?;
+    let added = source
+        .enqueue(&tasks)
+        .await
+        .map_err(|e| Failure::new(exit::USAGE, "cannot add the tasks").cause(e))?;
+    let mut out = String::new();
+    for (task, e) in tasks.iter().zip(&added) {
+        let note = if e.deduplicated {
+            "  (already queued: dedupe key)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("{}  {}{note}\n", e.id, task.task_type));
+    }
+    print_stdout(out.as_bytes())?;
+    Ok(exit::OK)
+}
+
+/// Tasks no worker of this config handles wait for a host that has one; say so.
+fn warn_unrouted(config: &Config, tasks: &[NewTask]) {
+    let known: std::collections::HashSet<&str> = config
+        .workers
+        .iter()
+        .flat_map(|w| w.task_types.iter().map(String::as_str))
+        .collect();
+    let mut unknown: Vec<&str> = tasks
+        .iter()
+        .map(|t| t.task_type.as_str())
+        .filter(|t| !known.contains(t))
+        .collect();
+    unknown.sort();
+    unknown.dedup();
+    if !unknown.is_empty() {
+        eprintln!(
+            "wh: warning: no worker in this config handles {}; those tasks wait for a host that does",
+            unknown.join(", ")
+        );
+    }
+}
+
+pub async fn tasks(args: TasksArgs) -> Result<u8, Failure> {
+    let config_path = match &args.action {
+        Some(TasksAction::Show { config, .. } | TasksAction::Retry { config, .. }) => &config.config,
+        None => &args.config.config,
+    };
+    let (loaded, config) = load_for_run(config_path, exit::USAGE)?;
+    let source = open_source(&config, &loaded.dir)?;
+    match &args.action {
+        Some(TasksAction::Show { id, .. }) => {
+            let task = source
+                .show(id)
+                .await
+                .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+            let text = serde_json::to_string_pretty(&task).expect("a task serializes");
+            print_stdout(format!("{text}\n").as_bytes())?;
+        }
+        Some(TasksAction::Retry { id, .. }) => {
+            source
+                .retry(id)
+                .await
+                .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+            print_stdout(format!("{id} requeued\n").as_bytes())?;
+        }
+        None => {
+            let filter = ListFilter {
+                status: args.status,
+                task_type: args.task_type.clone(),
+                limit: args.limit,
+            };
+            let list = source
+                .list(&filter)
+                .await
+                .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+            let text = if args.json {
+                list.iter()
+                    .map(|t| serde_json::to_string(t).expect("a task serializes") + "\n")
+                    .collect()
+            } else {
+                table(&list)
+            };
+            print_stdout(text.as_bytes())?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn table(tasks: &[TaskView]) -> String {
+    let mut out = format!(
+        "{:<36}  {:<9}  {:>8}  {:<28}  {}\n",
+        "id", "status", "attempts", "type", "error"
+    );
+    for t in tasks {
+        let error: String = t.error.as_deref().unwrap_or("").chars().take(60).collect();
+        out.push_str(&format!(
+            "{:<36}  {:<9}  {:>8}  {:<28}  {}\n",
+            t.id,
+            t.status.as_str(),
+            t.attempts,
+            t.task_type,
+            error
+        ));
+    }
+    out
+}

@@ -1,0 +1,428 @@
+//! The loop: claim a task only when a slot is free, route it, run it, record the outcome.
+//!
+//! Concurrency has two levels: the host's `--concurrency` (one semaphore) and a worker's own
+//! `concurrency` (its semaphore in the registry). Before each claim the loop reserves a host
+//! slot and one slot per worker that has one free, and claims only those workers' task types,
+//! so it never holds a task it cannot start (no prefetch starvation).
+//!
+//! Shutdown: `stop` ends claiming; running tasks get `grace` to finish; then (or at once on
+//! `hard`) they are stopped and released back to the source, so nothing is lost.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::events::{Event, Observers, TaskRef};
+use super::policy::{self, Backoff, Decision};
+use super::registry::{Registry, WorkerSpec};
+use super::source::{Claimed, Outcome, Record, SourceError, TaskSource};
+use crate::protocol::classify;
+use crate::runner::{self, Hooks, Limits, Stopped};
+
+/// How long past a worker's timeout (and kill grace) a claim stays leased: a healthy host has
+/// recorded the outcome by then; after it, the task is claimable again (its host died).
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// How the loop runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub concurrency: usize,
+    /// Exit once no task of ours is waiting or running.
+    pub drain: bool,
+    /// Exit after this many claims.
+    pub max_tasks: Option<u64>,
+    /// Time running tasks get to finish after a stop request.
+    pub grace: Duration,
+    /// The lease owner name (hostname:pid).
+    pub host_id: String,
+    pub backoff: Backoff,
+    /// The longest wait between claims when the source is empty.
+    pub idle_max: Duration,
+    /// Output and memory limits for every worker (the timeout comes from the worker).
+    pub limits: Limits,
+}
+
+/// Signals from outside the loop.
+#[derive(Clone, Default)]
+pub struct Control {
+    /// Stop claiming; let running tasks finish within the grace period.
+    pub stop: CancellationToken,
+    /// Stop running tasks now and release them.
+    pub hard: CancellationToken,
+}
+
+/// What the loop did, for the exit summary.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub claimed: u64,
+}
+
+/// Runs until stopped, drained, or out of `max_tasks`.
+pub async fn run(
+    source: Arc<dyn TaskSource>,
+    registry: Arc<RwLock<Arc<Registry>>>,
+    observers: Arc<Observers>,
+    options: Options,
+    control: Control,
+) -> Totals {
+    let host_slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let mut running: JoinSet<()> = JoinSet::new();
+    let mut totals = Totals::default();
+    let mut idle = Duration::from_millis(10);
+    let options = Arc::new(options);
+
+    loop {
+        while running.try_join_next().is_some() {}
+        if control.stop.is_cancelled() || options.max_tasks.is_some_and(|m| totals.claimed >= m) {
+            break;
+        }
+        let host_permit = tokio::select! {
+            p = host_slots.clone().acquire_owned() => p.expect("the semaphore stays open"),
+            _ = control.stop.cancelled() => break,
+        };
+        let current = registry
+            .read()
+            .expect("no panics under the registry lock")
+            .clone();
+        let mut reserved: Vec<(Arc<WorkerSpec>, OwnedSemaphorePermit)> = Vec::new();
+        let mut types = Vec::new();
+        for spec in &current.workers {
+            if let Ok(permit) = spec.slots.clone().try_acquire_owned() {
+                types.extend(current.types_of(spec));
+                reserved.push((spec.clone(), permit));
+            }
+        }
+        if types.is_empty() {
+            // Every worker is at its own limit: wait for a task to finish.
+            drop((host_permit, reserved));
+            tokio::select! {
+                _ = running.join_next(), if !running.is_empty() => {}
+                _ = tokio::time::sleep(idle) => {}
+                _ = control.stop.cancelled() => break,
+            }
+            continue;
+        }
+        let lease = reserved.iter().map(|(s, _)| s.timeout).max().unwrap_or_default()
+            + options.limits.kill_grace
+            + LEASE_MARGIN;
+        match source.claim(&types, &options.host_id, lease).await {
+            Ok(Some(task)) => {
+                idle = Duration::from_millis(10);
+                totals.claimed += 1;
+                let spec = current.route(&task.task_type);
+                let worker_permit = spec.as_ref().ok().and_then(|s| {
+                    let i = reserved.iter().position(|(r, _)| r.name == s.name)?;
+                    Some(reserved.swap_remove(i).1)
+                });
+                drop(reserved);
+                let job = Job {
+                    source: source.clone(),
+                    observers: observers.clone(),
+                    options: options.clone(),
+                    hard: control.hard.clone(),
+                };
+                running.spawn(async move {
+                    job.run(task, spec).await;
+                    drop((host_permit, worker_permit));
+                });
+            }
+            Ok(None) => {
+                drop((host_permit, reserved));
+                if options.drain && running.is_empty() && nothing_left(&*source, &current.types()).await {
+                    break;
+                }
+                tokio::select! {
+                    _ = running.join_next(), if !running.is_empty() => {}
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = control.stop.cancelled() => break,
+                }
+                idle = (idle * 2).min(options.idle_max);
+            }
+            Err(e) => {
+                drop((host_permit, reserved));
+                tracing::warn!(error = %e, "claim failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(idle.max(Duration::from_millis(200))) => {}
+                    _ = control.stop.cancelled() => break,
+                }
+                idle = (idle * 2).min(options.idle_max);
+            }
+        }
+    }
+
+    // Stopping: running tasks get the grace period, then are stopped and released.
+    if !running.is_empty() {
+        let all_done = async { while running.join_next().await.is_some() {} };
+        tokio::select! {
+            _ = all_done => {}
+            _ = tokio::time::sleep(options.grace) => control.hard.cancel(),
+            _ = control.hard.cancelled() => {}
+        }
+        while running.join_next().await.is_some() {}
+    }
+    totals
+}
+
+/// Nothing of ours waiting (now or after a backoff) or running anywhere.
+async fn nothing_left(source: &dyn TaskSource, types: &[String]) -> bool {
+    match source.depth(types).await {
+        Ok(d) => d.ready == 0 && d.delayed == 0 && d.running == 0,
+        Err(_) => false,
+    }
+}
+
+/// Everything one task's run needs.
+struct Job {
+    source: Arc<dyn TaskSource>,
+    observers: Arc<Observers>,
+    options: Arc<Options>,
+    hard: CancellationToken,
+}
+
+impl Job {
+    async fn run(self, task: Claimed, spec: Result<Arc<WorkerSpec>, String>) {
+        let task_ref = TaskRef {
+            id: task.id.clone(),
+            task_type: task.task_type.clone(),
+            attempt: task.attempts,
+        };
+        self.observers.emit(Event::Received {
+            task: task_ref.clone(),
+        });
+        let spec = match spec {
+            Ok(spec) => spec,
+            Err(no_worker) => {
+                // Claimed under an older registry that a reload has since changed.
+                self.finish(
+                    &task,
+                    Outcome::Failed {
+                        error: no_worker.clone(),
+                    },
+                    Record::default(),
+                )
+                .await;
+                self.observers.emit(Event::Failed {
+                    task: task_ref,
+                    worker: String::new(),
+                    class: None,
+                    error: no_worker,
+                });
+                return;
+            }
+        };
+        let worker = spec.name.clone();
+        if task.attempts > spec.max_retries + 1 {
+            let error = format!(
+                "delivered {} times without an outcome: its worker or host keeps dying (limit {})",
+                task.attempts,
+                spec.max_retries + 1
+            );
+            self.finish(&task, Outcome::Dead { error: error.clone() }, Record::default())
+                .await;
+            self.observers.emit(Event::Dead {
+                task: task_ref,
+                worker,
+                error,
+            });
+            return;
+        }
+
+        let input = task_input(&task, &self.options.host_id);
+        let mut limits = self.options.limits.clone();
+        limits.timeout = spec.timeout;
+        let hooks = self.hooks(&task_ref, &worker);
+        let result = runner::run_with(&spec.command, &input, &limits, &self.hard, hooks).await;
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let error = e.to_string();
+                self.observers.emit(Event::SpawnFailed {
+                    task: task_ref.clone(),
+                    worker: worker.clone(),
+                    error: error.clone(),
+                });
+                let decision = policy::retry_or_give_up(error, task.attempts, &spec, &self.options.backoff);
+                self.record(&task, task_ref, &worker, decision, None, Record::default())
+                    .await;
+                return;
+            }
+        };
+        self.observers.emit(Event::WorkerExited {
+            task: task_ref.clone(),
+            worker: worker.clone(),
+            exit: outcome.exit,
+            duration: outcome.duration,
+        });
+        if outcome.stopped == Some(Stopped::Cancelled) {
+            // Shutdown: give the task back untouched.
+            if let Err(e) = self.source.release(&task).await {
+                tracing::warn!(task_id = %task.id, error = %e, "release failed; the lease will expire");
+            }
+            self.observers.emit(Event::Released {
+                task: task_ref,
+                worker,
+            });
+            return;
+        }
+        let judged = classify(&outcome, spec.timeout.as_secs_f64());
+        let record = Record {
+            stderr_tail: String::from_utf8_lossy(&outcome.stderr).into_owned(),
+            class: Some(
+                serde_json::to_value(judged.class)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+            ),
+            duration_ms: outcome.duration.as_millis() as u64,
+        };
+        let decision = policy::decide(&judged, task.attempts, &spec, &self.options.backoff);
+        self.record(
+            &task,
+            task_ref,
+            &worker,
+            decision,
+            Some((judged.class, outcome.duration)),
+            record,
+        )
+        .await;
+    }
+
+    async fn record(
+        &self,
+        task: &Claimed,
+        task_ref: TaskRef,
+        worker: &str,
+        decision: Decision,
+        run: Option<(crate::protocol::ExitClass, Duration)>,
+        record: Record,
+    ) {
+        let worker = worker.to_string();
+        let class = run.map(|(c, _)| c);
+        match decision {
+            Decision::Complete(result) => {
+                self.finish(task, Outcome::Completed { result }, record).await;
+                let duration = run.map(|(_, d)| d).unwrap_or_default();
+                self.observers.emit(Event::Completed {
+                    task: task_ref,
+                    worker,
+                    duration,
+                });
+            }
+            Decision::Retry { error, delay } => {
+                self.finish(
+                    task,
+                    Outcome::Retry {
+                        error: error.clone(),
+                        delay,
+                    },
+                    record,
+                )
+                .await;
+                let class = class.unwrap_or(crate::protocol::ExitClass::Crashed);
+                self.observers.emit(Event::Retrying {
+                    task: task_ref,
+                    worker,
+                    class,
+                    error,
+                    delay,
+                });
+            }
+            Decision::Fail { error } => {
+                self.finish(task, Outcome::Failed { error: error.clone() }, record)
+                    .await;
+                self.observers.emit(Event::Failed {
+                    task: task_ref,
+                    worker,
+                    class,
+                    error,
+                });
+            }
+            Decision::Dead { error } => {
+                self.finish(task, Outcome::Dead { error: error.clone() }, record)
+                    .await;
+                self.observers.emit(Event::Dead {
+                    task: task_ref,
+                    worker,
+                    error,
+                });
+            }
+        }
+    }
+
+    async fn finish(&self, task: &Claimed, outcome: Outcome, record: Record) {
+        match self.source.finish(task, &outcome, &record).await {
+            Ok(()) => {}
+            Err(SourceError::LeaseLost(id)) => {
+                tracing::warn!(task_id = %id, "the lease expired and the task was claimed again; this outcome is dropped");
+            }
+            Err(e) => tracing::error!(task_id = %task.id, error = %e, "could not record the outcome"),
+        }
+    }
+
+    fn hooks(&self, task: &TaskRef, worker: &str) -> Hooks {
+        let (observers, t, w) = (self.observers.clone(), task.clone(), worker.to_string());
+        let on_spawn = Box::new(move |pid: u32| {
+            observers.emit(Event::WorkerSpawned {
+                task: t.clone(),
+                worker: w.clone(),
+                pid: Some(pid),
+            });
+        });
+        let (observers, t, w) = (self.observers.clone(), task.clone(), worker.to_string());
+        let pending = std::sync::Mutex::new(Vec::<u8>::new());
+        let on_stderr = Box::new(move |chunk: &[u8]| {
+            let mut buf = pending.lock().expect("no panics while splitting lines");
+            buf.extend_from_slice(chunk);
+            while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                let line = String::from_utf8_lossy(&line[..line.len() - 1])
+                    .trim_end_matches('\r')
+                    .to_string();
+                observers.emit(Event::WorkerStderr {
+                    task: t.clone(),
+                    worker: w.clone(),
+                    line,
+                });
+            }
+            // A line longer than 64 KiB is emitted in pieces rather than buffered without end.
+            if buf.len() > 64 * 1024 {
+                let line = String::from_utf8_lossy(&buf).into_owned();
+                buf.clear();
+                observers.emit(Event::WorkerStderr {
+                    task: t.clone(),
+                    worker: w.clone(),
+                    line,
+                });
+            }
+        });
+        Hooks {
+            on_spawn: Some(on_spawn),
+            on_stderr: Some(on_stderr),
+        }
+    }
+}
+
+/// The task as the worker reads it: the protocol's fields plus the host's metadata.
+fn task_input(task: &Claimed, host_id: &str) -> Vec<u8> {
+    let created = jiff::Timestamp::from_duration(jiff::SignedDuration::from_secs_f64(task.created_at))
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let value = json!({
+        "id": task.id,
+        "type": task.task_type,
+        "params": Value::Object(task.params.clone()),
+        "metadata": {
+            "priority": task.priority,
+            "created_at": created,
+            "worker_id": host_id,
+            "attempt": task.attempts,
+        },
+    });
+    let mut bytes = serde_json::to_vec(&value).expect("a Value serializes");
+    bytes.push(b'\n');
+    bytes
+}
