@@ -93,7 +93,7 @@ pub enum ReadError {
     },
     #[error("`{path}` is not text: {what}")]
     Binary { path: String, what: String },
-    #[error("{message}")]
+    #[error("{}{message}", line.map(|l| format!("line {l}, column {}: ", col.unwrap_or(1))).unwrap_or_default())]
     Syntax {
         message: String,
         line: Option<usize>,

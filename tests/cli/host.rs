@@ -499,3 +499,74 @@ fn enqueue_dedupes_and_tasks_show_and_retry_work() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn a_worker_over_the_memory_limit_is_stopped_and_the_cause_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(
+        tmp.path(),
+        &[("hog", "fixtures/workers/memory_hog.py", &["T"], "max_retries: 0")],
+    );
+    let yaml = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("    max_retries: 3\n", "");
+    std::fs::write(
+        &cfg,
+        format!("{yaml}advanced:\n  resource_limits:\n    max_memory_mb: 64\n"),
+    )
+    .unwrap();
+    enqueue(&cfg, r#"{"type": "T"}"#);
+    drain(&cfg, &[]);
+    let task = only_task(&cfg);
+    assert!(
+        task["error"].as_str().unwrap().contains("exceeded 64 MB"),
+        "{task:#}"
+    );
+}
+
+#[test]
+fn the_endpoints_answer_while_the_host_runs() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(
+        tmp.path(),
+        &[("slow", "fixtures/workers/slow_success.py", &["T"], "")],
+    );
+    let yaml = std::fs::read_to_string(&cfg).unwrap();
+    let monitoring =
+        "monitoring:\n  metrics: {port: 0, path: /metrics}\n  health_check: {port: 0, path: /health}\n";
+    std::fs::write(&cfg, format!("{yaml}{monitoring}")).unwrap();
+    let mut host = Command::new(env!("CARGO_BIN_EXE_wh"))
+        .args(["host", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The bound address is logged: `... listening endpoint=metrics address=http://127.0.0.1:P/metrics`.
+    let mut stderr = BufReader::new(host.stderr.take().unwrap());
+    let mut addr = None;
+    let mut line = String::new();
+    while addr.is_none() && stderr.read_line(&mut line).unwrap() > 0 {
+        if let Some(rest) = line.split("address=http://").nth(1) {
+            addr = Some(rest.split('/').next().unwrap().trim_matches('"').to_string());
+        }
+        line.clear();
+    }
+    let addr = addr.expect("the host logs where it listens");
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        response
+    };
+    assert!(get("/health").starts_with("HTTP/1.1 200"));
+    assert!(get("/ready").starts_with("HTTP/1.1 200"));
+    let metrics = get("/metrics");
+    assert!(metrics.contains("wh_tasks_total"), "{metrics}");
+    assert!(get("/workers/slow/health").starts_with("HTTP/1.1 200"));
+    assert!(get("/workers/nope/health").starts_with("HTTP/1.1 404"));
+    kill(Pid::from_raw(host.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(host.wait().unwrap().code(), Some(0));
+}
