@@ -120,9 +120,70 @@ pub struct TaskManager {
     pub max_retries: i64,
 
     /// # Retry backoff
-    /// Multiplier of the wait between request retries (exponential backoff).
+    /// Multiplier of the wait between request retries (exponential backoff); wh host also
+    /// uses it between a task's retries.
     #[serde(default = "default_backoff")]
     pub retry_backoff: f64,
+
+    /// # Claimer id
+    /// http: the worker_id this host claims and completes under. Default: hostname:pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+
+    /// # Claim order
+    /// http: which tasks a claim prefers: created_at (default on the server), priority, id or
+    /// attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort_by: Option<SortBy>,
+
+    /// # Claim order direction
+    /// http: ASC or DESC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort_order: Option<SortOrder>,
+
+    /// # Completion journal
+    /// http: file where completions that cannot be delivered yet are kept until they are.
+    /// Default: workerhost.journal beside this config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
+
+    /// # Key prefix
+    /// redis and amqp: the prefix of every stream, key, queue and exchange wh uses. Default: wh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+
+    /// # Visibility timeout
+    /// redis: seconds a claimed entry may stay unacknowledged before another host takes it
+    /// over. Default: the longest worker timeout plus 60.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility_timeout: Option<f64>,
+
+    /// # Results queue
+    /// amqp: the queue results are published to when a task message has no reply_to.
+    /// Default: <prefix>.results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results_queue: Option<String>,
+}
+
+/// # Claim order
+/// The TaskManager's sort_by values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SortBy {
+    CreatedAt,
+    Priority,
+    Id,
+    Attempts,
+}
+
+/// # Claim order direction
+/// Ascending or descending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SortOrder {
+    #[serde(rename = "ASC")]
+    Asc,
+    #[serde(rename = "DESC")]
+    Desc,
 }
 
 fn default_poll_interval() -> f64 {
@@ -149,6 +210,13 @@ impl Default for TaskManager {
             timeout: default_request_timeout(),
             max_retries: default_retries(),
             retry_backoff: default_backoff(),
+            worker_id: None,
+            sort_by: None,
+            sort_order: None,
+            journal: None,
+            prefix: None,
+            visibility_timeout: None,
+            results_queue: None,
         }
     }
 }
