@@ -27,6 +27,9 @@ use crate::runner::{self, Hooks, Limits, Stopped};
 /// recorded the outcome by then; after it, the task is claimable again (its host died).
 pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
+/// How long an outcome is retried while the source is unreachable.
+pub const OUTCOME_RETRY_LIMIT: Duration = Duration::from_secs(600);
+
 /// How the loop runs.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -353,13 +356,28 @@ impl Job {
         }
     }
 
+    /// Records an outcome. While the source is unreachable the outcome is retried with backoff
+    /// (for up to `OUTCOME_RETRY_LIMIT`), so a lost connection does not lose a finished task.
     async fn finish(&self, task: &Claimed, outcome: Outcome, record: Record) {
-        match self.source.finish(task, &outcome, &record).await {
-            Ok(()) => {}
-            Err(SourceError::LeaseLost(id)) => {
-                tracing::warn!(task_id = %id, "the lease expired and the task was claimed again; this outcome is dropped");
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match self.source.finish(task, &outcome, &record).await {
+                Ok(()) => return,
+                Err(SourceError::LeaseLost(id)) => {
+                    tracing::warn!(task_id = %id, "the lease expired and the task was claimed again; this outcome is dropped");
+                    return;
+                }
+                Err(SourceError::Unavailable(e)) if started.elapsed() < OUTCOME_RETRY_LIMIT => {
+                    tracing::warn!(task_id = %task.id, error = %e, retry_in_ms = wait.as_millis() as u64, "could not record the outcome; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => {
+                    tracing::error!(task_id = %task.id, error = %e, "could not record the outcome; the task will be delivered again when its lease expires");
+                    return;
+                }
             }
-            Err(e) => tracing::error!(task_id = %task.id, error = %e, "could not record the outcome"),
         }
     }
 

@@ -94,6 +94,8 @@ impl Context<'_> {
 /// What a rule reports; the engine adds the rule id, severity and position.
 pub struct Finding {
     pub pointer: String,
+    /// Overrides the rule's severity for this finding.
+    pub severity: Option<Severity>,
     /// Point at the key rather than the value.
     pub at_key: bool,
     pub message: String,
@@ -105,6 +107,7 @@ impl Finding {
     pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             pointer: pointer.into(),
+            severity: None,
             at_key: false,
             message: message.into(),
             label: None,
@@ -119,6 +122,11 @@ impl Finding {
 
     pub fn label(mut self, label: impl Into<String>) -> Self {
         self.label = Some(label.into());
+        self
+    }
+
+    pub fn warning(mut self) -> Self {
+        self.severity = Some(Severity::Warning);
         self
     }
 
@@ -202,7 +210,7 @@ pub fn lint_loaded(loaded: &Loaded) -> FileReport {
             };
             diagnostics.push(Diagnostic {
                 rule: rule.id,
-                severity: rule.severity,
+                severity: f.severity.unwrap_or(rule.severity),
                 message: f.message,
                 pointer: f.pointer,
                 span,

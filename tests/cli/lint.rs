@@ -26,6 +26,7 @@ const CAUGHT: &[(&str, &str, usize)] = &[
     ("invalid_value.yaml", "invalid-value", 6),
     ("wrong_type.yaml", "wrong-type", 3),
     ("missing_key.yaml", "missing-key", 2),
+    ("source_fields.yaml", "source-fields", 3),
     ("syntax_error.yaml", "syntax", 4),
     ("invalid_json.json", "syntax", 3),
     ("alias_bomb.yaml", "syntax", 7),
@@ -222,7 +223,7 @@ fn formats_hold_the_same_findings() {
     let text = String::from_utf8(github.stdout).unwrap();
     assert_eq!(text.lines().count(), 3);
     assert!(
-        text.starts_with("::error file=fixtures/configs/timeout_range.yaml,line=2,col=12,"),
+        text.starts_with("::error file=fixtures/configs/timeout_range.yaml,line=2,col=18,"),
         "{text}"
     );
 }

@@ -9,6 +9,7 @@ mod module_not_found;
 mod negative_retries;
 mod not_enforced;
 mod project_path_missing;
+mod source_fields;
 mod task_type_shadowed;
 mod timeout_range;
 mod undefined_env_var;
@@ -34,4 +35,5 @@ pub static ALL: &[&Rule] = &[
     &negative_retries::RULE,
     &endpoint_conflict::RULE,
     &not_enforced::RULE,
+    &source_fields::RULE,
 ];
