@@ -198,13 +198,19 @@ pub struct EnqueueArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct TasksArgs {
     #[command(subcommand)]
     pub action: Option<TasksAction>,
 
-    #[command(flatten)]
-    pub config: ConfigArg,
+    /// The host config [default: workerhost.yaml in this folder].
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        default_value = "workerhost.yaml",
+        global = true
+    )]
+    pub config: PathBuf,
 
     /// Only tasks in this state.
     #[arg(long, value_enum)]
@@ -226,17 +232,9 @@ pub struct TasksArgs {
 #[derive(Debug, Subcommand)]
 pub enum TasksAction {
     /// One task with its params, result, error, attempts and stderr tail.
-    Show {
-        id: String,
-        #[command(flatten)]
-        config: ConfigArg,
-    },
+    Show { id: String },
     /// Put a failed or dead task back to pending, attempts reset.
-    Retry {
-        id: String,
-        #[command(flatten)]
-        config: ConfigArg,
-    },
+    Retry { id: String },
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::queue::{open_source, read_ndjson};
 use super::{load_for_run, print_stdout};
 use crate::cli::HostArgs;
-use crate::config::model::Config;
+use crate::config::model::{Config, ObserverKind};
 use crate::config::support::unenforced;
 use crate::error::Failure;
 use crate::exit;
@@ -58,11 +58,24 @@ pub async fn run(args: HostArgs) -> Result<u8, Failure> {
     let worker_names: Vec<String> = registry.workers.iter().map(|w| w.name.clone()).collect();
     let metrics = Metrics::new(&worker_names);
     let summary = Arc::new(Summary::default());
+    // `monitoring.observers` can switch the logging and metrics observers off.
+    let observer_on = |kind: ObserverKind| {
+        config
+            .monitoring
+            .observers
+            .iter()
+            .filter(|o| o.kind == kind)
+            .all(|o| o.enabled)
+    };
     let mut observers = Observers::default();
-    observers.add(log::LogObserver {
-        capture_worker_output: config.logging.capture_worker_output,
-    });
-    observers.add(metrics.clone());
+    if observer_on(ObserverKind::Logging) {
+        observers.add(log::LogObserver {
+            capture_worker_output: config.logging.capture_worker_output,
+        });
+    }
+    if config.monitoring.enabled && observer_on(ObserverKind::Metrics) {
+        observers.add(metrics.clone());
+    }
     observers.add(SharedSummary(summary.clone()));
     let observers = Arc::new(observers);
 
@@ -117,6 +130,7 @@ pub async fn run(args: HostArgs) -> Result<u8, Failure> {
                 .resource_limits
                 .max_memory_mb
                 .map(|mb| mb * 1024 * 1024),
+            die_with_parent: true,
         },
     };
     let totals = dispatch::run(source.clone(), registry, observers, options, control).await;

@@ -160,6 +160,7 @@ pub fn limits(args: &LimitArgs, timeout: std::time::Duration) -> Limits {
         kill_grace: args.kill_grace,
         echo_stderr: false,
         max_memory: None,
+        die_with_parent: false,
     }
 }
 

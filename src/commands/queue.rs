@@ -138,14 +138,10 @@ fn warn_unrouted(config: &Config, tasks: &[NewTask]) {
 }
 
 pub async fn tasks(args: TasksArgs) -> Result<u8, Failure> {
-    let config_path = match &args.action {
-        Some(TasksAction::Show { config, .. } | TasksAction::Retry { config, .. }) => &config.config,
-        None => &args.config.config,
-    };
-    let (loaded, config) = load_for_run(config_path, exit::USAGE)?;
+    let (loaded, config) = load_for_run(&args.config, exit::USAGE)?;
     let source = open_source(&config, &loaded.dir)?;
     match &args.action {
-        Some(TasksAction::Show { id, .. }) => {
+        Some(TasksAction::Show { id }) => {
             let task = source
                 .show(id)
                 .await
@@ -153,7 +149,7 @@ pub async fn tasks(args: TasksArgs) -> Result<u8, Failure> {
             let text = serde_json::to_string_pretty(&task).expect("a task serializes");
             print_stdout(format!("{text}\n").as_bytes())?;
         }
-        Some(TasksAction::Retry { id, .. }) => {
+        Some(TasksAction::Retry { id }) => {
             source
                 .retry(id)
                 .await

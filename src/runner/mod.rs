@@ -40,6 +40,10 @@ pub struct Limits {
     /// Stop the worker when its process group's resident memory goes past this many bytes
     /// (checked every 100 ms; Linux only).
     pub max_memory: Option<u64>,
+    /// Have the kernel kill the worker if `wh` itself dies (Linux `PR_SET_PDEATHSIG`), so a
+    /// host killed with SIGKILL does not leave its workers running a task that will be
+    /// delivered again. Costs the fast spawn path, so only the host sets it.
+    pub die_with_parent: bool,
 }
 
 /// Called with each chunk of a worker's stderr as it arrives.
@@ -63,6 +67,7 @@ impl Default for Limits {
             kill_grace: Duration::from_secs(2),
             echo_stderr: false,
             max_memory: None,
+            die_with_parent: false,
         }
     }
 }
@@ -233,6 +238,14 @@ pub async fn run_with(
         .kill_on_drop(true);
     if let Some(dir) = &cmd.cwd {
         command.current_dir(dir);
+    }
+    #[cfg(target_os = "linux")]
+    if limits.die_with_parent {
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec here.
+        unsafe {
+            command
+                .pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from));
+        }
     }
     let mut child = command.spawn().map_err(|e| SpawnError::new(cmd, e))?;
     let pgid = child.id().expect("a just-spawned child has a pid") as i32;

@@ -275,24 +275,28 @@ fn status_of(cfg: &Path, status: &str) -> usize {
 }
 
 #[test]
-fn a_task_survives_a_kill_9_of_its_host() {
+fn a_task_survives_a_kill_9_of_its_host_and_its_worker_dies_with_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = config(
-        tmp.path(),
-        &[("slow", "fixtures/workers/slow_success.py", &["T"], "")],
-    );
+    let (_copy, worker) = crate::support::private_copy("fixtures/workers/slow_success.py");
+    let cfg = config(tmp.path(), &[("slow", &worker, &["T"], "")]);
     std::fs::write(
         &cfg,
         std::fs::read_to_string(&cfg)
             .unwrap()
-            .replace("timeout: 10", "timeout: 1"),
+            .replace("timeout: 10", "timeout: 2"),
     )
     .unwrap();
-    enqueue(&cfg, r#"{"type": "T", "params": {"seconds": 0.6}}"#);
+    enqueue(&cfg, r#"{"type": "T", "params": {"seconds": 1.5}}"#);
     let mut host = start_host(&cfg, &[]);
     eventually("the task is running", || status_of(&cfg, "running") == 1);
+    eventually("its worker started", || !processes_mentioning(&worker).is_empty());
     kill(Pid::from_raw(host.id() as i32), Signal::SIGKILL).unwrap();
     host.wait().unwrap();
+    // The kernel kills the worker with its host (PR_SET_PDEATHSIG): it does not finish a task
+    // that will be delivered again.
+    eventually("the worker died with its host", || {
+        processes_mentioning(&worker).is_empty()
+    });
     // The lease (timeout + kill grace + margin) runs out, then a new host takes the task.
     drain(&cfg, &[]);
     let task = only_task(&cfg);

@@ -533,11 +533,13 @@ impl TaskSource for LocalQueue {
         self.run(move |conn| {
             let now = now();
             let args = [text(&id), text(&token), SqlValue::Real(now)];
-            // `attempts` stays: the delivery counted.
+            // A clean release gives the delivery back: it does not count against the task's
+            // retries. (A hard kill still counts: its lease just expires.)
             update_leased(
                 conn,
                 &id,
                 "UPDATE tasks SET status = 'pending', available_at = ?3, updated_at = ?3,
+                     attempts = MAX(attempts - 1, 0),
                      lease_owner = NULL, lease_token = NULL, lease_until = NULL
                  WHERE id = ?1 AND status = 'running' AND lease_token = ?2",
                 &args,
@@ -1178,10 +1180,10 @@ mod tests {
         let v = q.show(&id).await.unwrap();
         assert_eq!(v.status, Status::Pending);
         assert_eq!(v.lease_owner, None);
-        assert_eq!(v.attempts, 1, "the delivery counted");
+        assert_eq!(v.attempts, 0, "a clean release gives the delivery back");
         let again = claim(&q, "b").await.expect("claimable at once");
         assert_eq!(again.id, id);
-        assert_eq!(again.attempts, 2);
+        assert_eq!(again.attempts, 1);
         assert!(matches!(q.release(&c).await, Err(SourceError::LeaseLost(_))));
     }
 
