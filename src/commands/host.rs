@@ -45,7 +45,7 @@ pub async fn run(args: HostArgs) -> Result<u8, Failure> {
     for (pointer, why) in unenforced(&config) {
         tracing::warn!(setting = %pointer, "{why}");
     }
-    let source = open_source(&config, &loaded.dir)?;
+    let source = open_source(&config, &loaded.dir).await?;
     if let Some(file) = &args.enqueue {
         let tasks = read_ndjson(file)?;
         let added = source

@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{load_for_run, parse_params, print_stdout};
 use crate::cli::{EnqueueArgs, TasksAction, TasksArgs};
@@ -20,25 +21,78 @@ pub fn queue_path(config: &Config, dir: &Path) -> PathBuf {
     )
 }
 
-/// Opens the config's task source.
-pub fn open_source(config: &Config, dir: &Path) -> Result<Arc<dyn TaskSource>, Failure> {
-    match config.task_manager.kind {
+/// Opens the config's task source: the local queue, the TaskManager HTTP API, Redis or
+/// RabbitMQ.
+pub async fn open_source(config: &Config, dir: &Path) -> Result<Arc<dyn TaskSource>, Failure> {
+    use crate::host::source::{amqp::AmqpSource, http, redis::RedisSource};
+    let tm = &config.task_manager;
+    let fail = |e: crate::host::source::SourceError| {
+        Failure::new(
+            exit::USAGE,
+            format!("cannot open the {} task source", kind_name(tm.kind)),
+        )
+        .cause(e)
+    };
+    let timeout = Duration::from_secs_f64(tm.timeout.clamp(0.1, 3600.0));
+    let url = || {
+        tm.url.clone().ok_or_else(|| {
+            Failure::new(
+                exit::USAGE,
+                format!("task_manager.type `{}` needs a url", kind_name(tm.kind)),
+            )
+            .hint("`wh lint` shows what each source needs")
+        })
+    };
+    let prefix = tm.prefix.clone().unwrap_or_else(|| "wh".into());
+    Ok(match tm.kind {
         TaskManagerKind::Local => {
             let path = queue_path(config, dir);
             let queue = LocalQueue::open(&path).map_err(|e| {
                 Failure::new(exit::USAGE, format!("cannot open the queue `{}`", path.display())).cause(e)
             })?;
-            Ok(Arc::new(queue))
+            Arc::new(queue)
         }
-        other => Err(Failure::new(
-            exit::USAGE,
-            format!(
-                "task_manager.type `{}` is not available in this build of wh",
-                kind_name(other)
-            ),
-        )
-        .hint("use `type: local` (the embedded queue); http, redis and amqp sources are planned")),
-    }
+        TaskManagerKind::Http => {
+            let cfg = http::HttpConfig {
+                url: url()?,
+                api_key: tm.api_key.clone(),
+                timeout,
+                max_retries: tm.max_retries.max(0) as u32,
+                retry_backoff: tm.retry_backoff,
+                worker_id: tm.worker_id.clone(),
+                sort_by: tm.sort_by.map(|s| serde_plain(&s)),
+                sort_order: tm.sort_order.map(|s| serde_plain(&s)),
+                journal: crate::config::resolve::join(
+                    dir,
+                    tm.journal.as_deref().unwrap_or("workerhost.journal"),
+                ),
+            };
+            Arc::new(http::HttpSource::connect(cfg).await.map_err(fail)?)
+        }
+        TaskManagerKind::Redis => {
+            let longest = config.workers.iter().map(|w| w.timeout).fold(0.0, f64::max);
+            let visibility = tm.visibility_timeout.unwrap_or(longest + 60.0);
+            let visibility = Duration::from_secs_f64(visibility.clamp(1.0, 7.0 * 86_400.0));
+            Arc::new(
+                RedisSource::connect(&url()?, &prefix, visibility, timeout)
+                    .await
+                    .map_err(fail)?,
+            )
+        }
+        TaskManagerKind::Amqp => Arc::new(
+            AmqpSource::connect(&url()?, &prefix, tm.results_queue.clone(), timeout)
+                .await
+                .map_err(fail)?,
+        ),
+    })
+}
+
+/// An enum's serde name (`created_at`, `DESC`).
+fn serde_plain<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn kind_name(kind: TaskManagerKind) -> &'static str {
@@ -97,7 +151,7 @@ pub async fn enqueue(args: EnqueueArgs) -> Result<u8, Failure> {
         }
     };
     warn_unrouted(&config, &tasks);
-    let source = open_source(&config, &loaded.dir)?;
+    let source = open_source(&config, &loaded.dir).await?;
     let added = source
         .enqueue(&tasks)
         .await
@@ -139,7 +193,7 @@ fn warn_unrouted(config: &Config, tasks: &[NewTask]) {
 
 pub async fn tasks(args: TasksArgs) -> Result<u8, Failure> {
     let (loaded, config) = load_for_run(&args.config, exit::USAGE)?;
-    let source = open_source(&config, &loaded.dir)?;
+    let source = open_source(&config, &loaded.dir).await?;
     match &args.action {
         Some(TasksAction::Show { id }) => {
             let task = source

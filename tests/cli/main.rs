@@ -3,6 +3,7 @@
 mod fixtures;
 mod host;
 mod lint;
+mod remote;
 mod reports;
 mod runner;
 mod scaffold;

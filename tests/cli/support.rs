@@ -80,8 +80,13 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
 }
 
 /// Waits for a condition instead of sleeping a fixed time.
-pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+pub fn eventually(what: &str, check: impl FnMut() -> bool) {
+    eventually_within(what, std::time::Duration::from_secs(10), check);
+}
+
+/// The same with a longer limit, for work that depends on how loaded the machine is.
+pub fn eventually_within(what: &str, limit: std::time::Duration, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
     while !check() {
         assert!(
             std::time::Instant::now() < deadline,

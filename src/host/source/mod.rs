@@ -6,7 +6,10 @@
 //! (`attempts`), hard kills included, so the dispatcher can bury a task that keeps killing its
 //! worker or host (`finish` with `Outcome::Dead`) instead of looping forever.
 
+pub mod amqp;
+pub mod http;
 pub mod local;
+pub mod redis;
 
 use std::time::Duration;
 
@@ -169,8 +172,9 @@ pub trait TaskSource: Send + Sync {
     /// Records how a delivery ended.
     async fn finish(&self, task: &Claimed, outcome: &Outcome, record: &Record) -> Result<(), SourceError>;
 
-    /// Gives a claimed task back untouched (shutdown): claimable again at once. The delivery
-    /// still counts.
+    /// Gives a claimed task back untouched (shutdown): claimable again at once. Where the
+    /// engine allows, the delivery does not count against the task's retries (a hard kill
+    /// does: its lease expires instead).
     async fn release(&self, task: &Claimed) -> Result<(), SourceError>;
 
     /// Extends the lease of a task still running.
