@@ -122,6 +122,7 @@ use lapin::{
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::tail;
 use super::{
     Claimed, Depth, Enqueued, ListFilter, NewTask, Outcome, Record, SourceError, TaskSource, TaskView,
 };
@@ -348,18 +349,6 @@ fn head(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-/// The end of `s`, at most `max` bytes, starting on a char boundary.
-fn tail(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut start = s.len() - max;
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
 }
 
 /// Whole milliseconds, rounded up (a per-message TTL is in ms).

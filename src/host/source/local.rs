@@ -22,6 +22,7 @@ use rusqlite::types::{FromSql, Value as SqlValue};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter};
 use serde_json::{Map, Value};
 
+use super::tail;
 use super::{
     Claimed, Depth, Enqueued, ListFilter, NewTask, Outcome, Record, SourceError, Status, TaskSource, TaskView,
 };
@@ -226,18 +227,6 @@ fn now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-/// The end of `s`, at most `max` bytes, starting on a char boundary.
-fn tail(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut start = s.len() - max;
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
 }
 
 fn parse_status(s: &str) -> Option<Status> {

@@ -88,6 +88,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, Script, ScriptInvocation};
 use serde_json::{Map, Value};
 
+use super::tail;
 use super::{
     Claimed, Depth, Enqueued, ListFilter, NewTask, Outcome, Record, SourceError, Status, TaskSource, TaskView,
 };
@@ -613,18 +614,6 @@ fn scrub(mut text: String, secrets: &[String]) -> String {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The end of `s`, at most `max` bytes, starting on a char boundary.
-fn tail(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut start = s.len() - max;
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
 }
 
 fn parse_status(s: &str) -> Option<Status> {
