@@ -133,7 +133,18 @@ pub fn read_ndjson(path: &Path) -> Result<Vec<NewTask>, Failure> {
     Ok(tasks)
 }
 
+/// Warnings from the task source (an ignored priority, a skipped type) go to stderr.
+fn show_source_warnings() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::WARN)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
 pub async fn enqueue(args: EnqueueArgs) -> Result<u8, Failure> {
+    show_source_warnings();
     let (loaded, config) = load_for_run(&args.config.config, exit::USAGE)?;
     let tasks = match &args.file {
         Some(file) => read_ndjson(file)?,
@@ -192,6 +203,7 @@ fn warn_unrouted(config: &Config, tasks: &[NewTask]) {
 }
 
 pub async fn tasks(args: TasksArgs) -> Result<u8, Failure> {
+    show_source_warnings();
     let (loaded, config) = load_for_run(&args.config, exit::USAGE)?;
     let source = open_source(&config, &loaded.dir).await?;
     match &args.action {

@@ -75,10 +75,14 @@ pub enum StartFormError {
 }
 
 /// Environment variables that carry the task source's secrets: those the raw (unsubstituted)
-/// `task_manager.api_key` and `task_manager.url` refer to, and the API key override. Workers
-/// never get them.
+/// `task_manager.api_key` and `task_manager.url` refer to, and the API key and URL overrides.
+/// Workers never get them.
 pub fn secret_vars(raw: &serde_json::Value) -> Vec<String> {
-    let mut names = vec!["WORKERHOST_TASKMANAGER_API_KEY".to_string()];
+    // The URL override can carry a password too.
+    let mut names = vec![
+        "WORKERHOST_TASKMANAGER_API_KEY".to_string(),
+        "WORKERHOST_TASKMANAGER_URL".to_string(),
+    ];
     for pointer in ["/task_manager/api_key", "/task_manager/url"] {
         if let Some(text) = raw.pointer(pointer).and_then(serde_json::Value::as_str) {
             names.extend(super::env::references(text).into_iter().map(|r| r.var));

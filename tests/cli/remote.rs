@@ -117,44 +117,114 @@ fn three_hosts(task_manager: &str, kill_one: bool) {
     }
 }
 
-fn redis_task_manager() -> String {
-    format!(
-        "  type: redis\n  url: redis://127.0.0.1:6379\n  prefix: whtest-{}\n  visibility_timeout: 8\n",
-        uuid::Uuid::new_v4().simple()
-    )
+fn prefix() -> String {
+    format!("whtest-{}", uuid::Uuid::new_v4().simple())
 }
 
-fn amqp_task_manager() -> String {
-    format!(
-        "  type: amqp\n  url: amqp://guest:guest@127.0.0.1:5672/%2f\n  prefix: whtest-{}\n",
-        uuid::Uuid::new_v4().simple()
-    )
+fn redis_task_manager(prefix: &str) -> String {
+    format!("  type: redis\n  url: redis://127.0.0.1:6379\n  prefix: {prefix}\n  visibility_timeout: 8\n")
+}
+
+fn amqp_task_manager(prefix: &str) -> String {
+    format!("  type: amqp\n  url: amqp://guest:guest@127.0.0.1:5672/%2f\n  prefix: {prefix}\n")
+}
+
+/// Deletes every key a test's prefix made, whatever the test's outcome.
+struct RedisCleanup(String);
+
+impl Drop for RedisCleanup {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open("redis://127.0.0.1:6379") else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.0))
+            .query(&mut conn)
+            .unwrap_or_default();
+        for chunk in keys.chunks(500) {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+        }
+    }
+}
+
+/// Deletes the queues and the exchange a test's prefix made.
+struct AmqpCleanup(String);
+
+impl Drop for AmqpCleanup {
+    fn drop(&mut self) {
+        let prefix = self.0.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+            let url = "amqp://guest:guest@127.0.0.1:5672/%2f";
+            let Ok(conn) = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await
+            else {
+                return;
+            };
+            for queue in [
+                format!("{prefix}.tasks.Remote.T"),
+                format!("{prefix}.delay.Remote.T"),
+                format!("{prefix}.dead"),
+                format!("{prefix}.results"),
+            ] {
+                // A fresh channel per call: a failed delete closes its channel.
+                if let Ok(ch) = conn.create_channel().await {
+                    let _ = ch
+                        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                        .await;
+                }
+            }
+            if let Ok(ch) = conn.create_channel().await {
+                let _ = ch
+                    .exchange_delete(
+                        format!("{prefix}.dlx").as_str().into(),
+                        ExchangeDeleteOptions::default(),
+                    )
+                    .await;
+            }
+            let _ = conn.close(0, "done".into()).await;
+        });
+    }
 }
 
 #[test]
 fn redis_three_hosts_exactly_once() {
     if server_up("Redis", "127.0.0.1:6379") {
-        three_hosts(&redis_task_manager(), false);
+        let p = prefix();
+        let _cleanup = RedisCleanup(p.clone());
+        three_hosts(&redis_task_manager(&p), false);
     }
 }
 
 #[test]
 fn redis_survives_a_host_killed_mid_run() {
     if server_up("Redis", "127.0.0.1:6379") {
-        three_hosts(&redis_task_manager(), true);
+        let p = prefix();
+        let _cleanup = RedisCleanup(p.clone());
+        three_hosts(&redis_task_manager(&p), true);
     }
 }
 
 #[test]
 fn amqp_three_hosts_exactly_once() {
     if server_up("RabbitMQ", "127.0.0.1:5672") {
-        three_hosts(&amqp_task_manager(), false);
+        let p = prefix();
+        let _cleanup = AmqpCleanup(p.clone());
+        three_hosts(&amqp_task_manager(&p), false);
     }
 }
 
 #[test]
 fn amqp_survives_a_host_killed_mid_run() {
     if server_up("RabbitMQ", "127.0.0.1:5672") {
-        three_hosts(&amqp_task_manager(), true);
+        let p = prefix();
+        let _cleanup = AmqpCleanup(p.clone());
+        three_hosts(&amqp_task_manager(&p), true);
     }
 }
