@@ -13,9 +13,12 @@ lint:
 ci:
     bash .ci/run
 
-# wh send against the worker run directly, side by side (needs hyperfine); see docs/performance.md.
+# The benchmarks of docs/performance.md (need hyperfine): wh send's overhead, wh lint on 1,000
+# workers, wh host against the raw spawn rate.
 bench:
     bash bench/send_overhead.sh
+    bash bench/lint_large.sh
+    bash bench/host_throughput.sh
 
 # Review snapshot changes after an intended output change (needs cargo-insta).
 snapshots:
