@@ -93,7 +93,7 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Host(HostArgs),
 
-    /// Add tasks to the local queue: one from the arguments, or many as NDJSON.
+    /// Add tasks to the config's task source: one from the arguments, or many as NDJSON.
     ///
     /// Examples:
     ///   wh enqueue PrismQ.Example.ProcessData --params '{"input_data": "hi"}'
@@ -102,7 +102,8 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Enqueue(EnqueueArgs),
 
-    /// List the local queue's tasks, show one, or requeue a failed or dead one.
+    /// List the task source's tasks, show one, or requeue a failed or dead one (local queue,
+    /// Redis and the TaskManager; RabbitMQ cannot list).
     ///
     /// Examples:
     ///   wh tasks --status failed
