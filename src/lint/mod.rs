@@ -79,6 +79,13 @@ impl Context<'_> {
         self.loaded.tree.span_at(pointer).start.line
     }
 
+    /// The workers that deserialize as the model's `Worker`, with their index (rules about
+    /// paths need the typed entry; malformed ones are the schema's to report).
+    pub fn typed_workers(&self) -> impl Iterator<Item = (usize, crate::config::model::Worker)> + '_ {
+        self.workers()
+            .filter_map(|(i, w)| Some((i, serde_json::from_value(w.clone().into()).ok()?)))
+    }
+
     /// The workers as (index, object), skipping entries that are not objects.
     pub fn workers(&self) -> impl Iterator<Item = (usize, &serde_json::Map<String, Value>)> {
         self.value()

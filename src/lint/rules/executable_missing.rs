@@ -20,20 +20,13 @@ pub static RULE: Rule = Rule {
 
 fn check(ctx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
-    for (i, w) in ctx.workers() {
-        let Ok(worker) = serde_json::from_value::<crate::config::model::Worker>(w.clone().into()) else {
-            continue;
-        };
+    for (i, worker) in ctx.typed_workers() {
         let cwd = working_dir(&worker, ctx.dir());
         if let Some(python) = &worker.venv_python
             && !super::windows_venv_path::is_windows_path(python)
             && (worker.module.is_some() || worker.script.is_some())
         {
-            let resolved = if python.contains('/') {
-                crate::config::resolve::join(ctx.dir(), python)
-            } else {
-                PathBuf::from(python)
-            };
+            let resolved = crate::config::resolve::interpreter(&worker, ctx.dir());
             if let Some(problem) = problem(&resolved, python.contains('/')) {
                 out.push(
                     Finding::new(format!("/workers/{i}/venv_python"), format!("venv_python `{python}` {problem}"))

@@ -20,10 +20,7 @@ pub static RULE: Rule = Rule {
 
 fn check(ctx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
-    for (i, w) in ctx.workers() {
-        let Ok(worker) = serde_json::from_value::<crate::config::model::Worker>(w.clone().into()) else {
-            continue;
-        };
+    for (i, worker) in ctx.typed_workers() {
         let Some(module) = &worker.module else { continue };
         let root = working_dir(&worker, ctx.dir());
         if !root.is_dir() {
