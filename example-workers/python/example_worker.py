@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Example worker for WorkerHost (`wh`): one task in on stdin, one result out on stdout.
+"""Example worker for WorkerHost (`wh`): tasks in on stdin, results out on stdout.
 
 This is a complete, protocol-compliant worker that needs only the Python standard library
 (Python >= 3.8). Copy it to start your own worker: replace SUPPORTED_TASK_TYPES and
@@ -22,6 +22,14 @@ What the protocol asks of a worker (the WorkerHost protocol page has the full co
               deadline; this example does not)
         130   interrupted (SIGINT / Ctrl+C)                        true
 
+Persistent mode (opt-in, protocol section 8): started with WH_WORKER_MODE=persistent (the host
+does so for a worker whose config entry says `mode: persistent`), the worker first writes the
+handshake line {"ready": true, "mode": "persistent", ...}, then answers each task line on
+stdin with one result line on stdout, flushed, until stdin ends (exit 0). There is no exit code
+per task: "retry_possible" says what it would have said. A failed task, or a line that is not
+JSON, gets its failure result and the worker reads the next line; blank lines are ignored.
+Both modes run each task through the same run_task() and process_task().
+
 Task handled here: "PrismQ.Example.ProcessData"
   params:  {"input_data": "<string, optional, default ''>"}
   result:  {"task_id": ..., "input_length": n, "word_count": n, "processed": "<INPUT UPPERCASED>"}
@@ -29,6 +37,9 @@ Task handled here: "PrismQ.Example.ProcessData"
 Run it:
 
     wh test-worker example-workers/python/example_worker.py
+
+    printf '%s\n' '{"id": "1", "type": "PrismQ.Example.ProcessData", "params": {}}' \
+      | WH_WORKER_MODE=persistent python3 example_worker.py    # the handshake, one result
 
     echo '{"id": "task-1", "type": "PrismQ.Example.ProcessData",
            "params": {"input_data": "hello"}}' | python3 example_worker.py
@@ -45,7 +56,7 @@ import os
 import signal
 import sys
 import traceback
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Tuple
 
 # Exit codes of the protocol.
 EXIT_SUCCESS = 0
@@ -57,6 +68,12 @@ EXIT_INTERRUPTED = 130
 # The task types this worker handles. The host routes tasks by type; anything else is refused
 # as a validation error.
 SUPPORTED_TASK_TYPES = ("PrismQ.Example.ProcessData",)
+
+# The host sets this variable to this value to run the worker persistently (protocol section 8),
+# and the worker confirms with this handshake line before it reads any task.
+MODE_ENV = "WH_WORKER_MODE"
+MODE_PERSISTENT = "persistent"
+HANDSHAKE = {"ready": True, "mode": MODE_PERSISTENT, "name": "example_worker"}
 
 # Log levels the protocol allows in the result's "logs" list, lowest first.
 PROTOCOL_LEVELS = (
@@ -71,8 +88,8 @@ logger = logging.getLogger("example_worker")
 
 
 # --------------------------------------------------------------------------------------------
-# Errors. Each class knows the exit code it ends the worker with, so main() has one rule for
-# all of them and "retry_possible" can never disagree with the exit code.
+# Errors. Each class knows the exit code it ends the worker with, so run_task() has one rule
+# for all of them and "retry_possible" can never disagree with the exit code.
 # --------------------------------------------------------------------------------------------
 
 
@@ -106,7 +123,10 @@ def process_task(task_type: str, params: Dict[str, Any]) -> Dict[str, Any]:
 
     Raise ValidationError for bad params (not retried), WorkerError for a failure worth
     retrying (a network hiccup, say); any other exception is reported as an unexpected,
-    retriable error with its traceback.
+    retriable error with its traceback (a built-in TimeoutError keeps its name, "TimeoutError",
+    which persistent mode's host counts as a timeout).
+
+    In persistent mode one process runs many tasks: keep no per-task state in globals.
     """
     if task_type == "PrismQ.Example.ProcessData":
         input_data = params.get("input_data", "")
@@ -151,7 +171,10 @@ def validate_task(task: Any) -> None:
 
 
 class LogCollector(logging.Handler):
-    """Keeps every log record as a {"level", "message"} entry for the result's "logs" list."""
+    """Keeps log records as {"level", "message"} entries for the result's "logs" list.
+
+    run_task() gives it a fresh list for each task: a result carries that task's records only,
+    and a persistent worker does not pile up the records of every task it has run."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -218,19 +241,26 @@ def encode(result: Dict[str, Any]) -> bytes:
         return json.dumps(result, ensure_ascii=True, allow_nan=False).encode("ascii") + b"\n"
 
 
-def main() -> int:
-    # stdout belongs to the result alone. Keep a handle on it, then point sys.stdout at stderr
-    # so that a stray print() in business logic cannot corrupt the protocol.
-    result_stream = sys.stdout.buffer
-    sys.stdout = sys.stderr
+class Outcome(NamedTuple):
+    """What one task came to."""
 
-    collector = configure_logging()
+    payload: bytes  # the result line to write on stdout, "\n" included
+    exit_code: int  # one-shot mode exits with it; retry_possible in the payload agrees with it
+    stop: bool  # SIGTERM or Ctrl+C arrived: the worker must not serve another task
+
+
+def run_task(read_task: Callable[[], bytes], collector: LogCollector) -> Outcome:
+    """Read one task with `read_task`, run it and build its result line: both modes use it.
+
+    `read_task` returns the task's raw bytes: all of stdin in one-shot mode, one line in
+    persistent mode. While the task runs, SIGTERM raises TerminatedError (a failure result).
+    """
+    collector.entries = []  # this task's records only
+    stop = False
     signal.signal(signal.SIGTERM, on_sigterm)
-
     try:
         try:
-            raw = sys.stdin.buffer.read()  # to EOF: a task may span several lines
-            task = json.loads(raw.decode("utf-8"))
+            task = json.loads(read_task().decode("utf-8"))
             validate_task(task)
             logger.info("Received task %s of type %s", task["id"], task["type"])
             result = {"task_id": task["id"]}
@@ -250,24 +280,72 @@ def main() -> int:
         payload = encode(response)
     except TerminatedError as exc:
         response, exit_code = failure(exc, EXIT_RETRIABLE, collector, False)
-        payload = encode(response)
+        payload, stop = encode(response), True
     except KeyboardInterrupt as exc:
         response, exit_code = failure(exc, EXIT_INTERRUPTED, collector, False)
-        payload = encode(response)
+        payload, stop = encode(response), True
     except Exception as exc:  # anything unexpected: report it with its traceback, retriable
         response, exit_code = failure(exc, EXIT_RETRIABLE, collector, True)
         payload = encode(response)
+    return Outcome(payload, exit_code, stop)
 
+
+def write_line(result_stream: Any, payload: bytes) -> bool:
+    """Write one line on stdout and flush it. False when nobody reads stdout any more."""
     try:
         result_stream.write(payload)
         result_stream.flush()
+        return True
     except BrokenPipeError:
         # Nobody reads the result any more (the host gave up on us). Say so on stderr, and
         # point stdout at /dev/null so Python's final flush does not fail a second time.
         logger.error("stdout was closed before the result could be written")
         os.dup2(os.open(os.devnull, os.O_WRONLY), result_stream.fileno())
+        return False
+
+
+def serve_once(result_stream: Any, collector: LogCollector) -> int:
+    """One-shot mode, the default: one task, stdin read to EOF (a task may span lines)."""
+    outcome = run_task(sys.stdin.buffer.read, collector)
+    if not write_line(result_stream, outcome.payload):
         return EXIT_RETRIABLE
-    return exit_code
+    return outcome.exit_code
+
+
+def serve_persistent(result_stream: Any, collector: LogCollector) -> int:
+    """Persistent mode: the handshake, then one result line per task line until EOF.
+
+    Between tasks SIGTERM has its default effect (the process ends at once); during a task it
+    gives a TerminatedError result, and then the worker exits 1.
+    """
+    if not write_line(result_stream, encode(HANDSHAKE)):
+        return EXIT_RETRIABLE
+    while True:
+        try:
+            line = sys.stdin.buffer.readline()
+        except KeyboardInterrupt:  # Ctrl+C while waiting for a task
+            return EXIT_INTERRUPTED
+        if not line:  # EOF: the host is done with this process
+            return EXIT_SUCCESS
+        if not line.strip(b" \t\r\n"):  # a blank line is not a task: no answer
+            continue
+        outcome = run_task(lambda: line.rstrip(b"\r\n"), collector)
+        if not write_line(result_stream, outcome.payload):
+            return EXIT_RETRIABLE
+        if outcome.stop:
+            return outcome.exit_code
+
+
+def main() -> int:
+    # stdout belongs to the results alone. Keep a handle on it, then point sys.stdout at stderr
+    # so that a stray print() in business logic cannot corrupt the protocol.
+    result_stream = sys.stdout.buffer
+    sys.stdout = sys.stderr
+
+    collector = configure_logging()
+    if os.environ.get(MODE_ENV) == MODE_PERSISTENT:
+        return serve_persistent(result_stream, collector)
+    return serve_once(result_stream, collector)
 
 
 if __name__ == "__main__":

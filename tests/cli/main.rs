@@ -3,6 +3,7 @@
 mod fixtures;
 mod host;
 mod lint;
+mod persistent_workers;
 mod remote;
 mod reports;
 mod runner;

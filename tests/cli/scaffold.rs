@@ -6,10 +6,11 @@ use std::process::Command;
 
 use predicates::prelude::*;
 
+use crate::persistent_workers;
 use crate::support::wh;
 
 /// `wh scaffold ARGS` run in `dir`; returns stdout.
-fn scaffold(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn scaffold(dir: &Path, args: &[&str]) -> String {
     let out = wh().current_dir(dir).arg("scaffold").args(args).output().unwrap();
     assert!(
         out.status.success(),
@@ -129,7 +130,7 @@ fn python_with_venv_passes_the_gate_and_its_own_pytest() {
 }
 
 /// Tools the other templates need; on CI their absence fails the run instead of skipping.
-fn have(tool: &str) -> bool {
+pub(crate) fn have(tool: &str) -> bool {
     let found = Command::new(tool)
         .arg("--version")
         .output()
@@ -161,6 +162,8 @@ fn node_passes_the_gate_and_its_own_tests() {
     assert!(test.status.success(), "{}", String::from_utf8_lossy(&test.stdout));
 }
 
+/// Also persistent mode: built once here, the release binary serves the same checks as the
+/// other templates in `persistent_workers`.
 #[test]
 fn rust_builds_with_cargo_and_passes_the_gate() {
     let tmp = tempfile::tempdir().unwrap();
@@ -189,6 +192,9 @@ fn rust_builds_with_cargo_and_passes_the_gate() {
         .assert()
         .success();
     lint_printed_snippet(tmp.path(), &out);
+    let binary = || Command::new(project.join("target/release/fast-hasher"));
+    persistent_workers::serves_a_thousand_tasks(binary(), "Acme.Hash", "rust template");
+    persistent_workers::stops_on_sigterm_between_tasks(binary(), "Acme.Hash", "rust template");
 }
 
 #[test]
