@@ -14,7 +14,7 @@ use crate::config::support::unenforced;
 use crate::error::Failure;
 use crate::exit;
 use crate::host::dispatch::{self, Control, Options};
-use crate::host::events::Observers;
+use crate::host::events::{Observers, RetireCause};
 use crate::host::policy::Backoff;
 use crate::host::registry::Registry;
 use crate::host::summary::Summary;
@@ -79,6 +79,22 @@ pub async fn run(args: HostArgs) -> Result<u8, Failure> {
     observers.add(SharedSummary(summary.clone()));
     let observers = Arc::new(observers);
 
+    let limits = Limits {
+        timeout: Duration::from_secs(300),
+        max_stdout: args.limits.max_stdout,
+        stderr_tail: args.limits.stderr_tail,
+        kill_grace: args.limits.kill_grace,
+        echo_stderr: false,
+        max_memory: config
+            .advanced
+            .resource_limits
+            .max_memory_mb
+            .map(|mb| mb * 1024 * 1024),
+        die_with_parent: true,
+    };
+    // Persistent workers get their pools (warmed up by the dispatcher).
+    registry.attach_pools(None, &limits, &observers);
+
     let shutdown_http = CancellationToken::new();
     let endpoints = http::start(
         &config,
@@ -102,6 +118,8 @@ pub async fn run(args: HostArgs) -> Result<u8, Failure> {
             path: args.config.config.clone(),
             registry: registry.clone(),
             concurrency,
+            limits: limits.clone(),
+            observers: observers.clone(),
         },
     );
 
@@ -119,19 +137,7 @@ pub async fn run(args: HostArgs) -> Result<u8, Failure> {
             max: Duration::from_secs(300),
         },
         idle_max: Duration::from_secs_f64(config.task_manager.poll_interval.clamp(0.05, 60.0)),
-        limits: Limits {
-            timeout: Duration::from_secs(300),
-            max_stdout: args.limits.max_stdout,
-            stderr_tail: args.limits.stderr_tail,
-            kill_grace: args.limits.kill_grace,
-            echo_stderr: false,
-            max_memory: config
-                .advanced
-                .resource_limits
-                .max_memory_mb
-                .map(|mb| mb * 1024 * 1024),
-            die_with_parent: true,
-        },
+        limits: limits.clone(),
     };
     let totals = dispatch::run(source.clone(), registry, observers, options, control).await;
     shutdown_http.cancel();
@@ -190,6 +196,8 @@ struct ReloadPlan {
     path: std::path::PathBuf,
     registry: Arc<RwLock<Arc<Registry>>>,
     concurrency: usize,
+    limits: Limits,
+    observers: Arc<Observers>,
 }
 
 impl ReloadPlan {
@@ -212,7 +220,12 @@ impl ReloadPlan {
             Ok(next) => {
                 let names: Vec<&str> = next.workers.iter().map(|w| w.name.as_str()).collect();
                 tracing::info!(workers = ?names, "config reloaded");
+                let stale = next.attach_pools(Some(&previous), &self.limits, &self.observers);
                 *self.registry.write().expect("no panics under the registry lock") = Arc::new(next);
+                // A changed worker's old processes finish their task, then end.
+                for pool in stale {
+                    tokio::spawn(async move { pool.close(RetireCause::Reload).await });
+                }
             }
             Err(e) => tracing::error!(error = %e, "reload refused; the old config keeps running"),
         }

@@ -290,6 +290,15 @@ pub struct Worker {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
 
+    /// # Mode
+    /// How the worker serves tasks. `oneshot`: a new process per task (the protocol's
+    /// default; every worker must support it). `persistent`: warm processes that serve many
+    /// tasks, one line each way (docs/protocol.md section 8), pooled by
+    /// `advanced.worker_pool`. Default: persistent when `advanced.worker_pool.enabled`, else
+    /// oneshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<WorkerMode>,
+
     /// # Retry timeouts
     /// Retry a task that timed out (the worker exited 3 or ran past `timeout`), like a
     /// retriable failure. Default: a timeout fails the task.
@@ -307,6 +316,25 @@ pub struct Worker {
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     #[schemars(with = "Map<String, Value>")]
     pub metadata: Map<String, Value>,
+}
+
+/// # Worker mode
+/// `oneshot`: one process per task. `persistent`: warm processes serving many tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerMode {
+    Oneshot,
+    Persistent,
+}
+
+impl Worker {
+    /// Whether the host runs this worker persistently, under `pool`.
+    pub fn persistent(&self, pool: &WorkerPool) -> bool {
+        match self.mode {
+            Some(mode) => mode == WorkerMode::Persistent,
+            None => pool.enabled,
+        }
+    }
 }
 
 fn default_worker_timeout() -> f64 {
@@ -507,29 +535,43 @@ pub struct Advanced {
 }
 
 /// # Worker pool
-/// Warm worker processes (persistent mode).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// Warm worker processes for workers in persistent mode (docs/protocol.md section 8). The
+/// sizes are per worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerPool {
     /// # Enabled
-    /// Keep workers alive between tasks.
+    /// Run every worker persistently unless its entry says `mode: oneshot`.
     #[serde(default)]
     pub enabled: bool,
 
     /// # Minimum workers
-    /// Processes kept alive per worker.
+    /// Processes kept alive per persistent worker, started with the host.
     #[serde(default = "one")]
     pub min_workers: u32,
 
     /// # Maximum workers
-    /// Processes at most per worker.
+    /// Processes at most per persistent worker: its tasks run at most this many at once.
     #[serde(default = "five")]
     pub max_workers: u32,
 
     /// # Idle timeout
-    /// Seconds an idle process lives before it is stopped.
+    /// Seconds an idle process lives, while more than min_workers are alive, before it is
+    /// stopped.
     #[serde(default = "idle")]
-    pub idle_timeout: u64,
+    pub idle_timeout: f64,
+
+    /// # Tasks per process
+    /// Replace a process after it has served this many tasks (a guard against slow leaks).
+    /// Default: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tasks_per_process: Option<u64>,
+
+    /// # Memory per process
+    /// Replace a process, between tasks, once its resident memory (with its children's) has
+    /// grown past this many MB. Unlike resource_limits.max_memory_mb this never fails a task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_mb: Option<u64>,
 }
 
 fn one() -> u32 {
@@ -538,8 +580,8 @@ fn one() -> u32 {
 fn five() -> u32 {
     5
 }
-fn idle() -> u64 {
-    300
+fn idle() -> f64 {
+    300.0
 }
 
 impl Default for WorkerPool {
@@ -549,6 +591,8 @@ impl Default for WorkerPool {
             min_workers: one(),
             max_workers: five(),
             idle_timeout: idle(),
+            max_tasks_per_process: None,
+            max_memory_mb: None,
         }
     }
 }

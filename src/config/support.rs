@@ -19,12 +19,6 @@ pub fn unenforced(config: &Config) -> Vec<(String, String)> {
             "max_memory_mb is enforced on Linux only (from /proc); not on this platform".into(),
         ));
     }
-    if advanced.worker_pool.enabled {
-        out.push((
-            "/advanced/worker_pool/enabled".into(),
-            "worker pools are not implemented yet: every task starts its own worker process".into(),
-        ));
-    }
     if config.logging.format.is_some() {
         out.push((
             "/logging/format".into(),

@@ -16,11 +16,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::events::{Event, Observers, TaskRef};
+use super::events::{Event, Observers, RetireCause, TaskRef};
 use super::policy::{self, Backoff, Decision};
+use super::pool::{Checkout, Pool};
 use super::registry::{Registry, WorkerSpec};
 use super::source::{Claimed, Outcome, Record, SourceError, TaskSource};
-use crate::protocol::classify;
+use crate::protocol::{classify, persistent};
+use crate::runner::persistent::Process;
 use crate::runner::{self, Hooks, Limits, Stopped};
 
 /// How long past a worker's timeout (and kill grace) a claim stays leased: a healthy host has
@@ -94,6 +96,9 @@ pub async fn run(
         let mut reserved: Vec<(Arc<WorkerSpec>, OwnedSemaphorePermit)> = Vec::new();
         let mut types = Vec::new();
         for spec in &current.workers {
+            if let Some(pool) = spec.pool.get() {
+                pool.maintain();
+            }
             if let Ok(permit) = spec.slots.clone().try_acquire_owned() {
                 types.extend(current.types_of(spec));
                 reserved.push((spec.clone(), permit));
@@ -109,7 +114,11 @@ pub async fn run(
             }
             continue;
         }
-        let lease = reserved.iter().map(|(s, _)| s.timeout).max().unwrap_or_default()
+        let lease = reserved
+            .iter()
+            .map(|(s, _)| s.longest_run())
+            .max()
+            .unwrap_or_default()
             + options.limits.kill_grace
             + LEASE_MARGIN;
         match source.claim(&types, &options.host_id, lease).await {
@@ -167,6 +176,12 @@ pub async fn run(
         }
         while running.join_next().await.is_some() {}
     }
+    // Every task is done or released: the warm processes end (stdin closed, then killed).
+    let current = registry
+        .read()
+        .expect("no panics under the registry lock")
+        .clone();
+    current.close_pools(RetireCause::Shutdown).await;
     totals
 }
 
@@ -237,20 +252,27 @@ impl Job {
         let input = task_input(&task, &self.options.host_id);
         let mut limits = self.options.limits.clone();
         limits.timeout = spec.timeout;
+        if let Some(pool) = spec.pool.get() {
+            match pool.checkout().await {
+                Ok(Checkout::Process(process)) => {
+                    self.run_warm(&task, task_ref, &spec, pool, *process, &input, &limits)
+                        .await;
+                    return;
+                }
+                // The worker did not confirm persistent mode: one process for this task.
+                Ok(Checkout::OneShot) => {}
+                Err(e) => {
+                    self.spawn_failed(&task, task_ref, &spec, e).await;
+                    return;
+                }
+            }
+        }
         let hooks = self.hooks(&task_ref, &worker);
         let result = runner::run_with(&spec.command, &input, &limits, &self.hard, hooks).await;
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(e) => {
-                let error = e.to_string();
-                self.observers.emit(Event::SpawnFailed {
-                    task: task_ref.clone(),
-                    worker: worker.clone(),
-                    error: error.clone(),
-                });
-                let decision = policy::retry_or_give_up(error, task.attempts, &spec, &self.options.backoff);
-                self.record(&task, task_ref, &worker, decision, None, Record::default())
-                    .await;
+                self.spawn_failed(&task, task_ref, &spec, e).await;
                 return;
             }
         };
@@ -261,25 +283,13 @@ impl Job {
             duration: outcome.duration,
         });
         if outcome.stopped == Some(Stopped::Cancelled) {
-            // Shutdown: give the task back untouched.
-            if let Err(e) = self.source.release(&task).await {
-                tracing::warn!(task_id = %task.id, error = %e, "release failed; the lease will expire");
-            }
-            self.observers.emit(Event::Released {
-                task: task_ref,
-                worker,
-            });
+            self.release(&task, task_ref, &worker).await;
             return;
         }
         let judged = classify(&outcome, spec.timeout.as_secs_f64());
         let record = Record {
             stderr_tail: String::from_utf8_lossy(&outcome.stderr).into_owned(),
-            class: Some(
-                serde_json::to_value(judged.class)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-            ),
+            class: Some(class_name(judged.class)),
             duration_ms: outcome.duration.as_millis() as u64,
         };
         let decision = policy::decide(&judged, task.attempts, &spec, &self.options.backoff);
@@ -292,6 +302,91 @@ impl Job {
             record,
         )
         .await;
+    }
+
+    /// The worker could not be started: retried by policy like a crash.
+    async fn spawn_failed(
+        &self,
+        task: &Claimed,
+        task_ref: TaskRef,
+        spec: &WorkerSpec,
+        e: runner::SpawnError,
+    ) {
+        let error = e.to_string();
+        self.observers.emit(Event::SpawnFailed {
+            task: task_ref.clone(),
+            worker: spec.name.clone(),
+            error: error.clone(),
+        });
+        let decision = policy::retry_or_give_up(error, task.attempts, spec, &self.options.backoff);
+        self.record(task, task_ref, &spec.name, decision, None, Record::default())
+            .await;
+    }
+
+    /// One task on a warm process of a persistent worker; the process goes back to its pool
+    /// (or is replaced) before the outcome is recorded.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_warm(
+        &self,
+        task: &Claimed,
+        task_ref: TaskRef,
+        spec: &WorkerSpec,
+        pool: &Pool,
+        mut process: Process,
+        input: &[u8],
+        limits: &Limits,
+    ) {
+        let worker = spec.name.clone();
+        self.observers.emit(Event::Handed {
+            task: task_ref.clone(),
+            worker: worker.clone(),
+            pid: process.pid(),
+        });
+        let hooks = self.hooks(&task_ref, &worker);
+        let run = process.run_task(input, limits, &self.hard, hooks.on_stderr).await;
+        let (judged, reusable) = persistent::classify_line(&run, spec.timeout.as_secs_f64());
+        let cancelled = run.stopped == Some(Stopped::Cancelled);
+        let why = if cancelled {
+            "the host stopped it to shut down".to_string()
+        } else {
+            judged.reason.clone().unwrap_or_default()
+        };
+        pool.checkin(process, reusable, &why).await;
+        self.observers.emit(Event::Answered {
+            task: task_ref.clone(),
+            worker: worker.clone(),
+            duration: run.duration,
+        });
+        if cancelled {
+            self.release(task, task_ref, &worker).await;
+            return;
+        }
+        let record = Record {
+            stderr_tail: String::from_utf8_lossy(&run.stderr).into_owned(),
+            class: Some(class_name(judged.class)),
+            duration_ms: run.duration.as_millis() as u64,
+        };
+        let decision = policy::decide(&judged, task.attempts, spec, &self.options.backoff);
+        self.record(
+            task,
+            task_ref,
+            &worker,
+            decision,
+            Some((judged.class, run.duration)),
+            record,
+        )
+        .await;
+    }
+
+    /// Shutdown: gives the task back untouched.
+    async fn release(&self, task: &Claimed, task_ref: TaskRef, worker: &str) {
+        if let Err(e) = self.source.release(task).await {
+            tracing::warn!(task_id = %task.id, error = %e, "release failed; the lease will expire");
+        }
+        self.observers.emit(Event::Released {
+            task: task_ref,
+            worker: worker.to_string(),
+        });
     }
 
     async fn record(
@@ -392,6 +487,9 @@ impl Job {
         });
         let (observers, t, w) = (self.observers.clone(), task.clone(), worker.to_string());
         let pending = std::sync::Mutex::new(Vec::<u8>::new());
+        // Progress reports (protocol section 9) go to the source in the background, throttled;
+        // dropped with this hook when the run is over.
+        let progress = super::progress::Forwarder::new(self.source.clone(), super::progress::delivery(task));
         let on_stderr = Box::new(move |chunk: &[u8]| {
             let mut buf = pending.lock().expect("no panics while splitting lines");
             buf.extend_from_slice(chunk);
@@ -400,11 +498,22 @@ impl Job {
                 let line = String::from_utf8_lossy(&line[..line.len() - 1])
                     .trim_end_matches('\r')
                     .to_string();
+                let report = crate::protocol::parse_progress(&line);
+                // A progress line is a log line too.
                 observers.emit(Event::WorkerStderr {
                     task: t.clone(),
                     worker: w.clone(),
                     line,
                 });
+                if let Some(report) = report {
+                    observers.emit(Event::Progress {
+                        task: t.clone(),
+                        worker: w.clone(),
+                        percent: report.percent,
+                        message: report.message.clone(),
+                    });
+                    progress.report(report);
+                }
             }
             // A line longer than 64 KiB is emitted in pieces rather than buffered without end.
             if buf.len() > 64 * 1024 {
@@ -422,6 +531,14 @@ impl Job {
             on_stderr: Some(on_stderr),
         }
     }
+}
+
+/// The outcome class as sources record it (`success`, `retriable_failure`, ...).
+fn class_name(class: crate::protocol::ExitClass) -> String {
+    serde_json::to_value(class)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// The task as the worker reads it: the protocol's fields plus the host's metadata.

@@ -25,7 +25,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Layer, Layered, SubscriberExt};
 use tracing_subscriber::{EnvFilter, Registry};
 
-use super::events::{Event, Observer, TaskRef};
+use super::events::{Event, Observer, PoolEvent, RetireCause, TaskRef};
 use crate::config::model::{LogLevel, Logging};
 use crate::protocol::ExitClass;
 
@@ -182,8 +182,8 @@ impl Write for RotatingFile {
 
 /// Writes one log line per lifecycle event (target [`TASK_TARGET`]).
 ///
-/// Levels: received, worker_spawned, worker_exited DEBUG; completed, released INFO; retrying
-/// WARN; failed, dead, spawn_failed ERROR; worker_stderr INFO, and only when
+/// Levels: received, worker_spawned, progress, worker_exited DEBUG; completed, released INFO;
+/// retrying WARN; failed, dead, spawn_failed ERROR; worker_stderr INFO, and only when
 /// `capture_worker_output`.
 #[derive(Debug, Clone, Copy)]
 pub struct LogObserver {
@@ -206,7 +206,52 @@ macro_rules! task_event {
     };
 }
 
+impl LogObserver {
+    /// A warm process started, ended, or its worker fell back to one-shot runs.
+    fn pool_event(&self, event: &PoolEvent) {
+        match event {
+            PoolEvent::Started { worker, pid, startup } => tracing::info!(
+                target: TASK_TARGET,
+                event = "process_started",
+                worker = worker.as_str(),
+                pid = *pid,
+                startup_ms = millis(*startup),
+                "warm process started"
+            ),
+            PoolEvent::Retired {
+                worker,
+                pid,
+                served,
+                cause,
+            } => {
+                let cause_text = cause.to_string();
+                if matches!(cause, RetireCause::Lost(_)) {
+                    tracing::warn!(target: TASK_TARGET, event = "process_retired", worker = worker.as_str(), pid = *pid, served = *served, cause = cause.label(), reason = cause_text.as_str(), "warm process replaced")
+                } else {
+                    tracing::info!(target: TASK_TARGET, event = "process_retired", worker = worker.as_str(), pid = *pid, served = *served, cause = cause.label(), reason = cause_text.as_str(), "warm process retired")
+                }
+            }
+            PoolEvent::Fallback {
+                worker,
+                reason,
+                stderr,
+            } => tracing::warn!(
+                target: TASK_TARGET,
+                event = "persistent_fallback",
+                worker = worker.as_str(),
+                reason = reason.as_str(),
+                stderr = stderr.as_str(),
+                "worker did not confirm persistent mode; running it one-shot until a reload"
+            ),
+        }
+    }
+}
+
 impl Observer for LogObserver {
+    fn on_pool(&self, event: &PoolEvent) {
+        self.pool_event(event);
+    }
+
     fn on_event(&self, event: &Event) {
         let task: &TaskRef = event.task();
         match event {
@@ -221,6 +266,24 @@ impl Observer for LogObserver {
                     pid = *pid
                 )
             }
+            Event::Handed { worker, pid, .. } => {
+                task_event!(
+                    DEBUG,
+                    event,
+                    task,
+                    "task handed to a warm process",
+                    worker = worker.as_str(),
+                    pid = *pid
+                )
+            }
+            Event::Answered { worker, duration, .. } => task_event!(
+                DEBUG,
+                event,
+                task,
+                "warm process answered",
+                worker = worker.as_str(),
+                duration_ms = millis(*duration)
+            ),
             Event::SpawnFailed { worker, error, .. } => {
                 task_event!(
                     ERROR,
@@ -243,6 +306,20 @@ impl Observer for LogObserver {
                     )
                 }
             }
+            Event::Progress {
+                worker,
+                percent,
+                message,
+                ..
+            } => task_event!(
+                DEBUG,
+                event,
+                task,
+                "worker progress",
+                worker = worker.as_str(),
+                percent = *percent,
+                progress_message = message.as_deref()
+            ),
             Event::WorkerExited {
                 worker,
                 exit,
@@ -387,6 +464,12 @@ mod tests {
                 worker: worker(),
                 line: "loading page".into(),
             },
+            Event::Progress {
+                task: task(),
+                worker: worker(),
+                percent: 40,
+                message: Some("page 3/7".into()),
+            },
             Event::WorkerExited {
                 task: task(),
                 worker: worker(),
@@ -467,6 +550,7 @@ mod tests {
                 "received",
                 "worker_spawned",
                 "worker_stderr",
+                "progress",
                 "worker_exited",
                 "completed",
                 "retrying",
@@ -495,6 +579,12 @@ mod tests {
         assert_eq!(by("worker_exited")["level"], "DEBUG");
         assert_eq!(by("worker_spawned")["pid"], 42);
         assert_eq!(by("worker_stderr")["line"], "loading page");
+        let progress = by("progress");
+        assert_eq!(progress["level"], "DEBUG");
+        assert_eq!(progress["message"], "worker progress");
+        assert_eq!(progress["percent"], 40);
+        assert_eq!(progress["progress_message"], "page 3/7");
+        assert_eq!(progress["worker"], "scraper");
         let failed = by("failed");
         assert_eq!(failed["level"], "ERROR");
         assert!(failed.get("worker").is_none() && failed.get("class").is_none());
@@ -533,7 +623,7 @@ mod tests {
                 capture_worker_output: false,
             },
         );
-        assert_eq!(json_lines(&out.text()).len(), 9);
+        assert_eq!(json_lines(&out.text()).len(), 10);
         assert_eq!(level_directive(LogLevel::Critical), "error");
         let bad = build(&config, dir.path(), Some("wh=loud"), Capture::default(), false);
         assert!(bad.unwrap_err().contains(LOG_ENV));

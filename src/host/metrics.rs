@@ -24,7 +24,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::events::{Event, Observer, TaskRef};
+use super::events::{Event, Observer, PoolEvent, TaskRef};
 use super::log::class_name;
 use super::source::Depth;
 
@@ -60,6 +60,12 @@ struct ClassLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetireLabels {
+    worker: String,
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -88,6 +94,9 @@ struct Inner {
     failures: Family<ClassLabels, Counter>,
     spawn_failures: Family<WorkerLabels, Counter>,
     depth: Family<StateLabels, Gauge>,
+    pool_processes: Family<WorkerLabels, Gauge>,
+    pool_spawns: Family<WorkerLabels, Counter>,
+    pool_retired: Family<RetireLabels, Counter>,
     /// Worker processes counted in `in_flight`, by task id and attempt, with their worker: an
     /// exit (or a failed start) only decrements what a start incremented, once.
     running: Mutex<HashMap<(String, u32), String>>,
@@ -114,6 +123,9 @@ impl Metrics {
         let spawn_failures = Family::<WorkerLabels, Counter>::default();
         let depth = Family::<StateLabels, Gauge>::default();
         let info = Family::<VersionLabels, Gauge>::default();
+        let pool_processes = Family::<WorkerLabels, Gauge>::default();
+        let pool_spawns = Family::<WorkerLabels, Counter>::default();
+        let pool_retired = Family::<RetireLabels, Counter>::default();
 
         registry.register(
             "tasks",
@@ -148,6 +160,21 @@ impl Metrics {
             depth.clone(),
         );
         registry.register("host_info", "The running wh host (always 1)", info.clone());
+        registry.register(
+            "pool_processes",
+            "Warm processes alive now (persistent mode)",
+            pool_processes.clone(),
+        );
+        registry.register(
+            "pool_spawns",
+            "Warm processes started (persistent mode)",
+            pool_spawns.clone(),
+        );
+        registry.register(
+            "pool_retired",
+            "Warm processes ended, by cause (idle, max_tasks, memory, reload, shutdown, lost)",
+            pool_retired.clone(),
+        );
 
         for name in workers {
             let worker = WorkerLabels { worker: name.clone() };
@@ -180,6 +207,9 @@ impl Metrics {
                 failures,
                 spawn_failures,
                 depth,
+                pool_processes,
+                pool_spawns,
+                pool_retired,
                 running: Mutex::new(HashMap::new()),
             }),
         }
@@ -259,11 +289,34 @@ fn worker_labels(worker: &str) -> WorkerLabels {
 }
 
 impl Observer for Metrics {
+    fn on_pool(&self, event: &PoolEvent) {
+        let inner = &self.inner;
+        match event {
+            PoolEvent::Started { worker, .. } => {
+                inner.pool_processes.get_or_create(&worker_labels(worker)).inc();
+                inner.pool_spawns.get_or_create(&worker_labels(worker)).inc();
+            }
+            PoolEvent::Retired { worker, cause, .. } => {
+                inner.pool_processes.get_or_create(&worker_labels(worker)).dec();
+                inner
+                    .pool_retired
+                    .get_or_create(&RetireLabels {
+                        worker: label(worker),
+                        cause: cause.label(),
+                    })
+                    .inc();
+            }
+            PoolEvent::Fallback { .. } => {}
+        }
+    }
+
     fn on_event(&self, event: &Event) {
         match event {
-            Event::Received { .. } | Event::WorkerStderr { .. } => {}
-            Event::WorkerSpawned { task, worker, .. } => self.started(task, worker),
-            Event::WorkerExited { task, .. } => self.stopped(task),
+            Event::Received { .. } | Event::WorkerStderr { .. } | Event::Progress { .. } => {}
+            Event::WorkerSpawned { task, worker, .. } | Event::Handed { task, worker, .. } => {
+                self.started(task, worker)
+            }
+            Event::WorkerExited { task, .. } | Event::Answered { task, .. } => self.stopped(task),
             Event::SpawnFailed { task, worker, .. } => {
                 self.stopped(task);
                 self.inner

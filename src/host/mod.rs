@@ -6,6 +6,7 @@
 //! - `registry.rs`: task type → worker, and each worker's launch command.
 //! - `dispatch.rs`: the claim/run/record loop, concurrency, shutdown.
 //! - `policy.rs`: retry, fail or give up, with backoff.
+//! - `progress.rs`: a worker's progress reports, forwarded to the source, throttled.
 //! - `events.rs`: lifecycle events and observers; `log.rs`, `metrics.rs`, `summary.rs`
 //!   observe them.
 //! - `http.rs`: /metrics, /health, /ready, /workers/<name>/health.
@@ -16,6 +17,8 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod policy;
+pub mod pool;
+pub mod progress;
 pub mod registry;
 pub mod source;
 pub mod summary;

@@ -114,6 +114,9 @@ mod tests {
             retry_on_timeout,
             concurrency: None,
             slots: Arc::new(tokio::sync::Semaphore::new(1)),
+            limit: 1,
+            persistent: None,
+            pool: Default::default(),
         }
     }
 

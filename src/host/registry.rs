@@ -3,14 +3,16 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use super::events::{Observers, RetireCause};
+use super::pool::{self, Pool};
 use crate::config::model::Config;
 use crate::config::resolve;
-use crate::runner::WorkerCommand;
+use crate::runner::{Limits, WorkerCommand};
 
 /// One worker, ready to run tasks.
 #[derive(Debug)]
@@ -23,8 +25,27 @@ pub struct WorkerSpec {
     pub retry_on_timeout: bool,
     /// Its own concurrency limit, if it has one.
     pub concurrency: Option<u32>,
-    /// Slots of its own limit (the host's limit when it has none).
+    /// Slots of its own limit (the host's limit when it has none; at most the pool's
+    /// `max_workers` when persistent).
     pub slots: Arc<Semaphore>,
+    /// The number of `slots`.
+    pub limit: usize,
+    /// Set when the worker runs persistently: its pool's sizes.
+    pub persistent: Option<pool::Settings>,
+    /// Its warm processes, once [`Registry::attach_pools`] has run.
+    pub pool: OnceLock<Arc<Pool>>,
+}
+
+impl WorkerSpec {
+    /// The longest a task of this worker can hold its claim: a persistent worker may first
+    /// wait for a new process's handshake (up to `timeout`) and then run the task.
+    pub fn longest_run(&self) -> Duration {
+        if self.persistent.is_some() {
+            self.timeout * 2
+        } else {
+            self.timeout
+        }
+    }
 }
 
 /// Task type → worker.
@@ -48,12 +69,18 @@ impl Registry {
         for worker in &config.workers {
             let mut command = resolve::worker_command(worker, dir).map_err(|e| e.to_string())?;
             command.env_remove = secrets.iter().map(Into::into).collect();
-            let limit = worker.concurrency.map_or(host_concurrency, |c| c.max(1) as usize);
+            let persistent = worker
+                .persistent(&config.advanced.worker_pool)
+                .then(|| pool::Settings::from_config(&config.advanced.worker_pool));
+            let mut limit = worker.concurrency.map_or(host_concurrency, |c| c.max(1) as usize);
+            if let Some(settings) = &persistent {
+                limit = limit.min(settings.max);
+            }
             let slots = previous
                 .and_then(|p| {
                     p.workers
                         .iter()
-                        .find(|w| w.name == worker.name && w.concurrency == worker.concurrency)
+                        .find(|w| w.name == worker.name && w.limit == limit)
                 })
                 .map(|w| w.slots.clone())
                 .unwrap_or_else(|| Arc::new(Semaphore::new(limit)));
@@ -70,9 +97,67 @@ impl Registry {
                 retry_on_timeout: worker.retry_on_timeout,
                 concurrency: worker.concurrency,
                 slots,
+                limit,
+                persistent,
+                pool: OnceLock::new(),
             }));
         }
         Ok(registry)
+    }
+
+    /// Gives each persistent worker its pool: the previous registry's when the worker is
+    /// unchanged (same command, timeout and pool sizes, and not fallen back to one-shot), else
+    /// a new one. Returns the previous pools no worker kept, for the caller to close.
+    pub fn attach_pools(
+        &self,
+        previous: Option<&Registry>,
+        limits: &Limits,
+        observers: &Arc<Observers>,
+    ) -> Vec<Arc<Pool>> {
+        let mut kept = Vec::new();
+        for spec in &self.workers {
+            let Some(settings) = &spec.persistent else {
+                continue;
+            };
+            let same = previous.and_then(|p| {
+                let old = p.workers.iter().find(|w| w.name == spec.name)?;
+                let pool = old.pool.get()?;
+                let unchanged = old.command == spec.command
+                    && old.timeout == spec.timeout
+                    && old.persistent.as_ref() == Some(settings)
+                    && pool.fallback().is_none();
+                unchanged.then(|| pool.clone())
+            });
+            let pool = match same {
+                Some(pool) => pool,
+                None => Pool::new(
+                    &spec.name,
+                    &spec.command,
+                    settings.clone(),
+                    spec.timeout,
+                    limits.clone(),
+                    observers.clone(),
+                ),
+            };
+            kept.push(pool.clone());
+            let _ = spec.pool.set(pool);
+        }
+        let Some(previous) = previous else {
+            return Vec::new();
+        };
+        previous
+            .workers
+            .iter()
+            .filter_map(|w| w.pool.get())
+            .filter(|old| !kept.iter().any(|k| Arc::ptr_eq(k, old)))
+            .cloned()
+            .collect()
+    }
+
+    /// Closes every pool: idle processes end now, busy ones after their task.
+    pub async fn close_pools(&self, cause: RetireCause) {
+        let pools: Vec<&Arc<Pool>> = self.workers.iter().filter_map(|w| w.pool.get()).collect();
+        futures::future::join_all(pools.iter().map(|p| p.close(cause.clone()))).await;
     }
 
     /// The worker for a task type.
@@ -133,6 +218,17 @@ impl Registry {
                     .map(|n| n.to_string_lossy().into_owned())
                     .collect();
                 out.push_str(&format!("    env removed: {}\n", names.join(", ")));
+            }
+            if let Some(p) = &w.persistent {
+                out.push_str(&format!(
+                    "    mode: persistent (WH_WORKER_MODE=persistent), {}..{} processes, idle_timeout {}s{}{}\n",
+                    p.min,
+                    p.max.min(w.limit),
+                    p.idle_timeout.as_secs_f64(),
+                    p.max_tasks.map_or(String::new(), |n| format!(", max_tasks_per_process {n}")),
+                    p.max_memory
+                        .map_or(String::new(), |b| format!(", max_memory_mb {}", b / (1024 * 1024))),
+                ));
             }
             out.push_str(&format!(
                 "    timeout: {}s, max_retries: {}, concurrency: {}{}\n",

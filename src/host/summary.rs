@@ -41,6 +41,9 @@ impl Observer for Summary {
             Event::Released { worker: w, .. } => counts.entry(worker(w)).or_default().released += 1,
             Event::WorkerExited {
                 worker: w, duration, ..
+            }
+            | Event::Answered {
+                worker: w, duration, ..
             } => {
                 let c = counts.entry(worker(w)).or_default();
                 c.total_time += *duration;

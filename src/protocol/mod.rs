@@ -6,6 +6,8 @@
 //! into an [`ExitClass`] plus the parsed [`WorkerOutput`].
 
 mod classify;
+pub mod persistent;
+mod progress;
 pub mod pyjson;
 mod schema;
 mod types;
@@ -13,6 +15,7 @@ mod types;
 pub use classify::{
     Classification, ExitClass, OutputError, classify, human_bytes, parse_json_object, parse_output,
 };
+pub use progress::{PROGRESS_KEYWORD, PROGRESS_MESSAGE_MAX_CHARS, Progress, parse_progress};
 pub use schema::{SchemaError, Schemas};
 pub use types::{LogEntry, Task, WorkerError, WorkerOutput};
 

@@ -8,6 +8,7 @@
 mod capture;
 mod command;
 mod group;
+pub mod persistent;
 
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -224,29 +225,7 @@ pub async fn run_with(
     let started = Instant::now();
     let deadline = tokio::time::Instant::from_std(started + limits.timeout);
 
-    let mut command = tokio::process::Command::new(&cmd.program);
-    for name in &cmd.env_remove {
-        command.env_remove(name);
-    }
-    command
-        .args(&cmd.args)
-        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(dir) = &cmd.cwd {
-        command.current_dir(dir);
-    }
-    #[cfg(target_os = "linux")]
-    if limits.die_with_parent {
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec here.
-        unsafe {
-            command
-                .pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from));
-        }
-    }
+    let mut command = tokio_command(cmd, limits);
     let mut child = command.spawn().map_err(|e| SpawnError::new(cmd, e))?;
     let pgid = child.id().expect("a just-spawned child has a pid") as i32;
     let mut guard = GroupGuard::new(pgid);
@@ -377,6 +356,35 @@ pub async fn run_with(
         peak_memory,
         memory_limit: limits.max_memory,
     })
+}
+
+/// The process to start for `cmd`: piped stdio, its own process group, killed when dropped,
+/// and (for the host) killed by the kernel if `wh` dies.
+fn tokio_command(cmd: &WorkerCommand, limits: &Limits) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(&cmd.program);
+    for name in &cmd.env_remove {
+        command.env_remove(name);
+    }
+    command
+        .args(&cmd.args)
+        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &cmd.cwd {
+        command.current_dir(dir);
+    }
+    #[cfg(target_os = "linux")]
+    if limits.die_with_parent {
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec here.
+        unsafe {
+            command
+                .pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from));
+        }
+    }
+    command
 }
 
 /// TERM to the group, a grace period, then KILL to whatever is left.

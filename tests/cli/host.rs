@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::support::{ROOT, eventually, processes_mentioning, wh};
 
 /// A config in `dir` whose workers are `(name, fixture or example script, task types, extra yaml)`.
-fn config(dir: &Path, workers: &[(&str, &str, &[&str], &str)]) -> PathBuf {
+pub(crate) fn config(dir: &Path, workers: &[(&str, &str, &[&str], &str)]) -> PathBuf {
     let mut yaml =
         String::from("task_manager:\n  type: local\n  path: queue.db\n  poll_interval: 0.2\nworkers:\n");
     for (name, script, types, extra) in workers {
@@ -30,7 +30,7 @@ fn config(dir: &Path, workers: &[(&str, &str, &[&str], &str)]) -> PathBuf {
     path
 }
 
-fn enqueue(cfg: &Path, ndjson: &str) {
+pub(crate) fn enqueue(cfg: &Path, ndjson: &str) {
     let out = wh()
         .args(["enqueue", "--config"])
         .arg(cfg)
@@ -42,7 +42,7 @@ fn enqueue(cfg: &Path, ndjson: &str) {
 }
 
 /// `wh host --drain` to the end; returns its stdout (the summary table).
-fn drain(cfg: &Path, extra: &[&str]) -> String {
+pub(crate) fn drain(cfg: &Path, extra: &[&str]) -> String {
     let out = wh()
         .args([
             "host",
@@ -61,7 +61,7 @@ fn drain(cfg: &Path, extra: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn tasks(cfg: &Path) -> Vec<Value> {
+pub(crate) fn tasks(cfg: &Path) -> Vec<Value> {
     let out = wh()
         .args(["tasks", "--json", "--limit", "1000", "--config"])
         .arg(cfg)
@@ -259,7 +259,7 @@ fn a_stdout_flood_fails_the_task() {
     );
 }
 
-fn start_host(cfg: &Path, extra: &[&str]) -> Child {
+pub(crate) fn start_host(cfg: &Path, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_wh"))
         .args(["host", "--retry-delay", "0.05", "--kill-grace", "0.3", "--config"])
         .arg(cfg)
@@ -270,7 +270,7 @@ fn start_host(cfg: &Path, extra: &[&str]) -> Child {
         .unwrap()
 }
 
-fn status_of(cfg: &Path, status: &str) -> usize {
+pub(crate) fn status_of(cfg: &Path, status: &str) -> usize {
     tasks(cfg).iter().filter(|t| t["status"] == status).count()
 }
 
@@ -573,4 +573,78 @@ fn the_endpoints_answer_while_the_host_runs() {
     assert!(get("/workers/nope/health").starts_with("HTTP/1.1 404"));
     kill(Pid::from_raw(host.id() as i32), Signal::SIGTERM).unwrap();
     assert_eq!(host.wait().unwrap().code(), Some(0));
+}
+
+/// `wh tasks show ID` as JSON.
+fn show(cfg: &Path, id: &str) -> Value {
+    let out = wh()
+        .args(["tasks", "show", id, "--config"])
+        .arg(cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn progress_reports_reach_the_queue_and_tasks_show_prints_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(
+        tmp.path(),
+        &[("reporter", "fixtures/workers/reports_progress.py", &["T"], "")],
+    );
+    // 5 goes at once, 40 a second later; the worker then works 3 s, so the test sees 40 on
+    // a running task; 101 is a log line; 80 comes after a quiet second and goes at once.
+    let steps = serde_json::json!([
+        ["@wh:progress 5 starting", 0],
+        ["@wh:progress 40 downloading page 3/7", 3.0],
+        ["@wh:progress 101 not a report", 0],
+        ["@wh:progress 80 converting", 0.5],
+    ]);
+    enqueue(
+        &cfg,
+        &format!(r#"{{"type": "T", "params": {{"steps": {steps}}}}}"#),
+    );
+    let id = only_task(&cfg)["id"].as_str().unwrap().to_string();
+    assert!(show(&cfg, &id).get("progress").is_none(), "none before a report");
+
+    let log = tmp.path().join("host.log");
+    let mut host = Command::new(env!("CARGO_BIN_EXE_wh"))
+        .args(["host", "--drain", "--config"])
+        .arg(&cfg)
+        .env("WH_LOG", "wh::task=debug")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut running = Value::Null;
+    eventually("progress 40 on the running task", || {
+        running = show(&cfg, &id);
+        running["progress"] == 40
+    });
+    assert_eq!(running["status"], "running");
+    assert_eq!(running["progress_message"], "downloading page 3/7");
+    assert!(host.wait().unwrap().success());
+
+    let done = show(&cfg, &id);
+    assert_eq!(done["status"], "completed");
+    assert_eq!(
+        (done["progress"].clone(), done["progress_message"].clone()),
+        (80.into(), "converting".into())
+    );
+    // Every report is a log line too; the malformed one only that.
+    let tail = done["stderr_tail"].as_str().unwrap();
+    assert!(
+        tail.contains("@wh:progress 101 not a report\n@wh:progress 80 converting"),
+        "{tail}"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let progress: Vec<&str> = logged.lines().filter(|l| l.contains("worker progress")).collect();
+    assert_eq!(progress.len(), 3, "{logged}");
+    assert!(
+        progress[1].contains("percent=40") && progress[1].contains("downloading page 3/7"),
+        "{logged}"
+    );
+    assert!(logged.contains("@wh:progress 101 not a report"), "{logged}");
 }

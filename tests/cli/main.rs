@@ -4,6 +4,7 @@ mod fixtures;
 mod host;
 mod lint;
 mod persistent_workers;
+mod pool;
 mod remote;
 mod reports;
 mod runner;
