@@ -66,6 +66,12 @@
 //!   `dead:` is `dead`. The list's type filter is an SQL LIKE on the server (`_` matches any
 //!   character), so results are filtered to the exact type here.
 //! - **retry** is not supported: the server has no requeue endpoint.
+//! - **progress** is `POST /tasks/{id}/progress` with `worker_id`, `progress` and `message`,
+//!   one try, under the worker id the task was claimed with (remembered per claimed task, as
+//!   the dispatcher calls it without the claim at hand). A 403 or 400 means the claim is gone
+//!   (timed out and claimed by another worker, or already completed): `LeaseLost`, and the
+//!   task is forgotten, so nothing more is sent for it. The server does not extend the claim
+//!   on progress.
 //! - **health** is `GET /health`, one try (a readiness probe repeats it).
 
 use std::collections::{HashMap, VecDeque};
@@ -172,6 +178,8 @@ pub struct HttpSource {
     types: Mutex<HashMap<String, TypeId>>,
     rotation: AtomicUsize,
     terminal: Mutex<Terminal>,
+    /// Tasks claimed and not finished yet: their worker id and attempt, for `progress`.
+    claims: Mutex<HashMap<String, (String, u32)>>,
     warned_long_lease: AtomicBool,
     warned_priority: AtomicBool,
     warned_dedupe_key: AtomicBool,
@@ -389,6 +397,7 @@ impl HttpSource {
             types: Mutex::new(HashMap::new()),
             rotation: AtomicUsize::new(0),
             terminal: Mutex::new(Terminal::default()),
+            claims: Mutex::new(HashMap::new()),
             warned_long_lease: AtomicBool::new(false),
             warned_priority: AtomicBool::new(false),
             warned_dedupe_key: AtomicBool::new(false),
@@ -571,6 +580,14 @@ impl HttpSource {
             .expect("no panics under the types lock")
             .insert(name.to_string(), entry);
         Ok(id)
+    }
+
+    /// Forgets the claim of task `id`'s delivery `attempts` (not a later claim of the task).
+    fn forget_claim(&self, id: &str, attempts: u32) {
+        let mut claims = self.claims.lock().expect("no panics under the claims lock");
+        if claims.get(id).is_some_and(|(_, a)| *a == attempts) {
+            claims.remove(id);
+        }
     }
 
     fn forget_type(&self, name: &str) {
@@ -899,6 +916,10 @@ impl TaskSource for HttpSource {
                 self.fail_again(&task, &error).await;
                 continue;
             }
+            self.claims
+                .lock()
+                .expect("no panics under the claims lock")
+                .insert(task.id.clone(), (task.lease.clone(), task.attempts));
             return Ok(Some(task));
         }
         match refused {
@@ -911,6 +932,7 @@ impl TaskSource for HttpSource {
         if !is_task_id(&task.id) {
             return Err(SourceError::NotFound(task.id.clone()));
         }
+        self.forget_claim(&task.id, task.attempts);
         let worker_id = if task.lease.is_empty() {
             self.worker_id.clone().ok_or_else(|| {
                 SourceError::Invalid(format!(
@@ -983,6 +1005,7 @@ impl TaskSource for HttpSource {
     }
 
     async fn release(&self, task: &Claimed) -> Result<(), SourceError> {
+        self.forget_claim(&task.id, task.attempts);
         tracing::debug!(
             task_id = %task.id,
             "the TaskManager has no release: the task stays claimed until its claim times out"
@@ -993,6 +1016,40 @@ impl TaskSource for HttpSource {
     async fn extend(&self, _task: &Claimed, _lease: Duration) -> Result<(), SourceError> {
         // No endpoint extends a claim (progress updates do not either).
         Ok(())
+    }
+
+    async fn progress(&self, task: &Claimed, percent: u8, message: Option<&str>) -> Result<(), SourceError> {
+        let claimed = self
+            .claims
+            .lock()
+            .expect("no panics under the claims lock")
+            .get(&task.id)
+            .cloned();
+        // Not claimed by this source, finished, or refused before: nothing to report on.
+        let Some((worker_id, attempts)) = claimed.filter(|(_, a)| *a == task.attempts) else {
+            return Err(SourceError::LeaseLost(task.id.clone()));
+        };
+        let mut body = json!({"worker_id": worker_id, "progress": percent.min(100)});
+        if let Some(message) = message {
+            body["message"] = json!(message);
+        }
+        // One try: a lost report is replaced by the next one.
+        let req = Req {
+            body: Some(&body),
+            ..Req::new(Method::POST, format!("/tasks/{}/progress", task.id))
+        };
+        let Err(e) = self.call(&req).await else {
+            return Ok(());
+        };
+        let gone = match e.status() {
+            Some(403 | 400) => SourceError::LeaseLost(task.id.clone()),
+            Some(404) => SourceError::NotFound(task.id.clone()),
+            _ if e.is_refusal() => SourceError::Invalid(e.message()),
+            _ => return Err(SourceError::Unavailable(e.message())),
+        };
+        tracing::debug!(task_id = %task.id, attempt = attempts, error = %e.message(), "the TaskManager refused progress; no more is sent for this claim");
+        self.forget_claim(&task.id, attempts);
+        Err(gone)
     }
 
     async fn health(&self) -> Result<(), SourceError> {
@@ -1452,6 +1509,13 @@ fn view_of(item: &Value) -> Result<TaskView, SourceError> {
         } else {
             None
         },
+        // The server keeps the last progress (0 until one is reported), not its message.
+        progress: item
+            .get("progress")
+            .and_then(as_i64)
+            .and_then(|p| u8::try_from(p).ok())
+            .filter(|p| *p <= 100),
+        progress_message: None,
         id,
     })
 }
@@ -1638,6 +1702,8 @@ mod tests {
         result: Option<Value>,
         error_message: Option<String>,
         created_at: String,
+        progress: i64,
+        progress_message: Option<String>,
     }
 
     #[derive(Debug, Clone)]
@@ -1656,6 +1722,7 @@ mod tests {
         path: String,
         body: Value,
         key: Option<String>,
+        at: Instant,
     }
 
     struct FakeState {
@@ -1733,7 +1800,7 @@ mod tests {
     fn full(t: &FakeTask) -> Value {
         json!({"id": t.id, "type": t.task_type, "status": t.status, "params": t.params,
                "result": t.result, "error_message": t.error_message, "priority": t.priority,
-               "progress": 0, "attempts": t.attempts, "claimed_by": t.claimed_by,
+               "progress": t.progress, "attempts": t.attempts, "claimed_by": t.claimed_by,
                "claimed_at": t.claimed_at.map(|_| "2025-01-01 00:00:00"), "completed_at": null,
                "created_at": t.created_at})
     }
@@ -1752,6 +1819,7 @@ mod tests {
             path: path.to_string(),
             body: parsed.clone(),
             key: key.map(str::to_string),
+            at: Instant::now(),
         });
         if let Some(f) = st
             .faults
@@ -1828,6 +1896,8 @@ mod tests {
                     result: None,
                     error_message: None,
                     created_at: format!("2025-01-01 00:00:{:02}", id % 60),
+                    progress: 0,
+                    progress_message: None,
                 });
                 envelope(
                     json!({"id": id.to_string(), "type": task_type, "status": "pending", "dedupe_key": dedupe_key}),
@@ -1928,6 +1998,32 @@ mod tests {
                     .map(full)
                     .collect();
                 envelope(json!({"items": items, "count": items.len()}))
+            }
+            ("POST", ["tasks", id, "progress"]) => {
+                let worker = parsed.get("worker_id").and_then(Value::as_str).unwrap_or("");
+                let Some(progress) = parsed
+                    .get("progress")
+                    .and_then(Value::as_i64)
+                    .filter(|p| (0..=100).contains(p))
+                else {
+                    return error(400, "progress must be an integer from 0 to 100");
+                };
+                if worker.is_empty() {
+                    return error(400, "worker_id is required");
+                }
+                let Some(task) = st.tasks.iter_mut().find(|t| id.parse::<i64>().ok() == Some(t.id)) else {
+                    return error(404, "Task not found");
+                };
+                if task.status != "claimed" {
+                    return error(400, "Task is not in claimed state");
+                }
+                if task.claimed_by.as_deref() != Some(worker) {
+                    return error(403, "Task is claimed by another worker");
+                }
+                // No claim extension: `claimed_at` stays.
+                task.progress = progress;
+                task.progress_message = parsed.get("message").and_then(Value::as_str).map(str::to_string);
+                envelope(json!({"id": task.id.to_string(), "progress": progress}))
             }
             ("POST", ["tasks", id, "complete"]) => {
                 let worker = parsed
@@ -2089,6 +2185,8 @@ mod tests {
                 result: None,
                 error_message: None,
                 created_at: format!("2025-01-01 00:00:{:02}", id % 60),
+                progress: 0,
+                progress_message: None,
             });
             id
         }
@@ -2831,6 +2929,186 @@ mod tests {
         assert_eq!(listed.len(), 2);
         let running = listed.iter().find(|v| v.status == Status::Running).unwrap();
         assert_eq!(running.lease_owner.as_deref(), Some("h"));
+    }
+
+    #[tokio::test]
+    async fn progress_is_posted_under_the_claim_and_stops_when_the_claim_is_gone() {
+        let fake = Fake::start(&["a"]).await;
+        fake.add("a", json!({"i": 1}), 0);
+        fake.add("a", json!({"i": 2}), 0);
+        let dir = tempfile::tempdir().unwrap();
+        let s = source(&fake, &dir).await;
+        let posts = |id: &str| fake.hits("POST", &format!("/api/tasks/{id}/progress"));
+        let t = claim(&s, &["a"], "host-a").await.unwrap();
+        // As the dispatcher's stderr hook calls it: id, type and attempt only.
+        let hook = |c: &Claimed| {
+            crate::host::progress::delivery(&crate::host::events::TaskRef {
+                id: c.id.clone(),
+                task_type: c.task_type.clone(),
+                attempt: c.attempts,
+            })
+        };
+        s.progress(&hook(&t), 30, Some("page 2/7")).await.unwrap();
+        s.progress(&hook(&t), 45, None).await.unwrap();
+        let bodies: Vec<Value> = posts("1").into_iter().map(|h| h.body).collect();
+        assert_eq!(
+            bodies,
+            [
+                json!({"worker_id": "host-a", "progress": 30, "message": "page 2/7"}),
+                json!({"worker_id": "host-a", "progress": 45}),
+            ]
+        );
+        assert_eq!(
+            (fake.task("1").progress, fake.task("1").progress_message),
+            (45, None)
+        );
+        assert_eq!(s.show("1").await.unwrap().progress, Some(45));
+        // Another attempt is not this claim: nothing is sent.
+        let stale = Claimed {
+            attempts: 2,
+            ..hook(&t)
+        };
+        assert!(matches!(
+            s.progress(&stale, 50, None).await,
+            Err(SourceError::LeaseLost(_))
+        ));
+        assert_eq!(posts("1").len(), 2);
+
+        // The claim times out and another host takes the task: 403, then nothing more.
+        fake.state.lock().unwrap().claim_timeout = Duration::ZERO;
+        let other_host = source_with(config(&fake.url(), &dir.path().join("j2"))).await;
+        let taken = claim(&other_host, &["a"], "host-b").await.unwrap();
+        fake.state.lock().unwrap().claim_timeout = Duration::from_secs(300);
+        assert_eq!((taken.id.as_str(), taken.attempts), ("1", 2));
+        let refused = s.progress(&hook(&t), 60, None).await;
+        assert!(matches!(refused, Err(SourceError::LeaseLost(_))), "{refused:?}");
+        assert_eq!(posts("1").len(), 3, "sent, refused with 403");
+        assert!(matches!(
+            s.progress(&hook(&t), 61, None).await,
+            Err(SourceError::LeaseLost(_))
+        ));
+        assert_eq!(posts("1").len(), 3, "not sent again");
+        other_host.progress(&hook(&taken), 5, None).await.unwrap();
+        assert_eq!(fake.task("1").progress, 5);
+        // Finished: the claim is gone, nothing is sent; the server keeps the last value.
+        other_host
+            .finish(&taken, &done(json!({})), &Record::default())
+            .await
+            .unwrap();
+        assert!(matches!(
+            other_host.progress(&hook(&taken), 99, None).await,
+            Err(SourceError::LeaseLost(_))
+        ));
+        assert_eq!(posts("1").len(), 4);
+        assert_eq!(fake.task("1").progress, 5);
+
+        // Completed behind this host's back: 400 "not in claimed state", then nothing more.
+        let t2 = claim(&s, &["a"], "host-a").await.unwrap();
+        fake.state.lock().unwrap().tasks[1].status = "completed".into();
+        assert!(matches!(
+            s.progress(&hook(&t2), 10, None).await,
+            Err(SourceError::LeaseLost(_))
+        ));
+        assert!(matches!(
+            s.progress(&hook(&t2), 20, None).await,
+            Err(SourceError::LeaseLost(_))
+        ));
+        assert_eq!(posts("2").len(), 1);
+        assert!(journal_lines(&dir).is_empty(), "progress is never journaled");
+    }
+
+    /// Collects the progress events the dispatcher emits.
+    #[derive(Default)]
+    struct ProgressEvents(std::sync::Mutex<Vec<(u8, Option<String>)>>);
+
+    impl crate::host::events::Observer for Arc<ProgressEvents> {
+        fn on_event(&self, event: &crate::host::events::Event) {
+            if let crate::host::events::Event::Progress { percent, message, .. } = event {
+                self.0.lock().unwrap().push((*percent, message.clone()));
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_workers_progress_lines_reach_the_server_throttled() {
+        use std::sync::RwLock;
+
+        use crate::config::model::Config;
+        use crate::host::dispatch::{self, Control, Options};
+        use crate::host::events::Observers;
+        use crate::host::policy::Backoff;
+        use crate::host::registry::Registry;
+
+        let fake = Fake::start(&["Demo.Progress"]).await;
+        // 10 goes at once; 20 and 40 arrive within the second: 40 wins and goes a second
+        // later; the malformed lines are log lines; 90 arrives 1.5 s in and would wait until
+        // 2 s, but the worker exits first: it is dropped.
+        let steps = json!([
+            ["@wh:progress 10 starting", 0],
+            ["@wh:progress 20", 0],
+            ["log: @wh:progress 30", 0],
+            ["@wh:progress 40 half", 1.5],
+            ["@wh:progress 150 out of range", 0],
+            ["@wh:progress 90 almost", 0.1],
+        ]);
+        let id = fake.add("Demo.Progress", json!({"steps": steps}), 0).to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let source: Arc<dyn TaskSource> = Arc::new(source(&fake, &dir).await);
+        let worker = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/workers/reports_progress.py");
+        let config: Config = serde_json::from_value(json!({"workers": [{
+            "name": "reporter",
+            "command": ["python3", worker],
+            "task_types": ["Demo.Progress"],
+            "timeout": 30,
+        }]}))
+        .unwrap();
+        let registry = Registry::build(&config, dir.path(), &[], 1, None).unwrap();
+        let events = Arc::new(ProgressEvents::default());
+        let mut observers = Observers::default();
+        observers.add(events.clone());
+        let options = Options {
+            concurrency: 1,
+            drain: false,
+            max_tasks: Some(1),
+            grace: Duration::from_secs(5),
+            host_id: "test-host".into(),
+            backoff: Backoff {
+                base: Duration::from_millis(10),
+                multiplier: 2.0,
+                max: Duration::from_secs(1),
+            },
+            idle_max: Duration::from_millis(50),
+            limits: crate::runner::Limits::default(),
+        };
+        let run = dispatch::run(
+            source,
+            Arc::new(RwLock::new(Arc::new(registry))),
+            Arc::new(observers),
+            options,
+            Control::default(),
+        );
+        tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("the host ran the task");
+
+        assert_eq!(fake.task(&id).status, "completed");
+        let hits = fake.hits("POST", &format!("/api/tasks/{id}/progress"));
+        let bodies: Vec<Value> = hits.iter().map(|h| h.body.clone()).collect();
+        assert_eq!(
+            bodies,
+            [
+                json!({"worker_id": "test-host", "progress": 10, "message": "starting"}),
+                json!({"worker_id": "test-host", "progress": 40, "message": "half"}),
+            ]
+        );
+        let gap = hits[1].at - hits[0].at;
+        assert!(gap >= Duration::from_millis(900), "at most one a second: {gap:?}");
+        assert_eq!(fake.task(&id).progress, 40);
+        // Every well-formed line is an event, throttled or not.
+        let seen = events.0.lock().unwrap().clone();
+        let percents: Vec<u8> = seen.iter().map(|(p, _)| *p).collect();
+        assert_eq!(percents, [10, 20, 40, 90]);
+        assert_eq!(seen[3].1.as_deref(), Some("almost"));
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! The embedded durable task queue: one SQLite file, shared safely by several `wh host`
 //! processes (each with its own connection).
 //!
-//! Every write (claim, finish, release, extend, enqueue, retry) runs in a `BEGIN IMMEDIATE`
-//! transaction, which takes SQLite's single write lock up front: a claim's select and update
-//! are atomic across processes, so two hosts never lease the same task at once. Waiting for
-//! the lock is bounded by a 5 s busy timeout.
+//! Every write (claim, finish, release, extend, progress, enqueue, retry) runs in a
+//! `BEGIN IMMEDIATE` transaction, which takes SQLite's single write lock up front: a claim's
+//! select and update are atomic across processes, so two hosts never lease the same task at
+//! once. Waiting for the lock is bounded by a 5 s busy timeout.
 //!
 //! rusqlite is synchronous, so each call runs on tokio's blocking pool behind a mutex; the
 //! async caller never blocks.
@@ -27,9 +27,9 @@ use super::{
     Claimed, Depth, Enqueued, ListFilter, NewTask, Outcome, Record, SourceError, Status, TaskSource, TaskView,
 };
 
-/// The schema this code writes. A file with a newer version is refused; an older one would
-/// be migrated here.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema this code writes. A file with a newer version is refused; an older one is
+/// migrated when it is opened (see [`MIGRATIONS`]).
+const SCHEMA_VERSION: i64 = 2;
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 /// The most of a worker's stderr kept per task (its end).
 const STDERR_TAIL_MAX: usize = 64 * 1024;
@@ -60,7 +60,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     class TEXT NULL,
     stderr_tail TEXT NULL,
     duration_ms INTEGER NULL,
-    completed_at REAL NULL
+    completed_at REAL NULL,
+    progress INTEGER NULL,
+    progress_message TEXT NULL
 );
 CREATE INDEX IF NOT EXISTS tasks_claim ON tasks (status, type, priority DESC, created_at);
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_dedupe_key ON tasks (dedupe_key);
@@ -68,9 +70,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS tasks_dedupe_key ON tasks (dedupe_key);
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at);
 ";
 
+/// Each step from schema version `n` (the index + 1) to `n + 1`, run in the transaction that
+/// opens the file. `SCHEMA` already has what they add, for a new file.
+const MIGRATIONS: &[&str] = &[
+    // 1 -> 2: the last progress a worker reported (docs/protocol.md, section 9).
+    "ALTER TABLE tasks ADD COLUMN progress INTEGER NULL;
+     ALTER TABLE tasks ADD COLUMN progress_message TEXT NULL;",
+];
+
 /// The columns a `TaskView` is read from, in `view_from_row`'s order.
 const VIEW_COLUMNS: &str = "id, type, status, priority, attempts, params, dedupe_key, created_at, updated_at, \
-                            result, error, class, stderr_tail, lease_owner";
+                            result, error, class, stderr_tail, lease_owner, progress, progress_message";
 
 /// A lease that ran out: its host died (or stalled) and the task may be claimed again. A
 /// running row without a lease (never written by this code) counts as expired rather than
@@ -178,9 +188,13 @@ fn open_connection(path: &Path) -> Result<Connection, String> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| e.to_string())?;
-    // Again under the write lock: another process may have created the schema meanwhile.
-    check_schema(&tx)?;
+    // Again under the write lock: another process may have created or migrated the schema
+    // meanwhile.
+    let found = check_schema(&tx)?;
     tx.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
+    if let Some(version) = found {
+        migrate(&tx, version)?;
+    }
     tx.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
         [SCHEMA_VERSION],
@@ -190,8 +204,31 @@ fn open_connection(path: &Path) -> Result<Connection, String> {
     Ok(conn)
 }
 
-/// Whether the database is empty or a wh queue this code can use.
-fn check_schema(conn: &Connection) -> Result<(), String> {
+/// Brings a queue at schema `version` up to `SCHEMA_VERSION`, in the caller's transaction.
+fn migrate(tx: &Connection, version: i64) -> Result<(), String> {
+    if version >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    for (step, sql) in MIGRATIONS.iter().enumerate().skip((version - 1) as usize) {
+        tx.execute_batch(sql)
+            .map_err(|e| format!("cannot migrate it from schema version {}: {e}", step + 1))?;
+    }
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+        [SCHEMA_VERSION],
+    )
+    .map_err(|e| e.to_string())?;
+    tracing::info!(
+        from = version,
+        to = SCHEMA_VERSION,
+        "migrated the local queue's schema"
+    );
+    Ok(())
+}
+
+/// Whether the database is empty (`None`) or a wh queue this code can use, at which schema
+/// version (this one or an older one, to migrate).
+fn check_schema(conn: &Connection) -> Result<Option<i64>, String> {
     let tables: Vec<String> = conn
         .prepare(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
@@ -199,7 +236,7 @@ fn check_schema(conn: &Connection) -> Result<(), String> {
         .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
         .map_err(|e| e.to_string())?;
     if tables.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     if !tables.iter().any(|t| t == "meta") {
         return Err(format!(
@@ -214,7 +251,7 @@ fn check_schema(conn: &Connection) -> Result<(), String> {
         .optional()
         .map_err(|e| format!("it is not a wh queue: {e}"))?;
     match version {
-        Some(SqlValue::Integer(v)) if v == SCHEMA_VERSION => Ok(()),
+        Some(SqlValue::Integer(v)) if (1..=SCHEMA_VERSION).contains(&v) => Ok(Some(v)),
         Some(SqlValue::Integer(v)) if v > SCHEMA_VERSION => Err(format!(
             "it was written by a newer wh (schema version {v}; this wh knows version {SCHEMA_VERSION})"
         )),
@@ -298,6 +335,8 @@ fn view_from_row(row: &Row<'_>) -> Result<TaskView, Fail> {
         class: column(row, 11, "class", &id)?,
         stderr_tail: column(row, 12, "stderr_tail", &id)?,
         lease_owner: column(row, 13, "lease_owner", &id)?,
+        progress: column(row, 14, "progress", &id)?,
+        progress_message: column(row, 15, "progress_message", &id)?,
         id,
     })
 }
@@ -445,7 +484,8 @@ impl TaskSource for LocalQueue {
             claimed.lease = uuid::Uuid::new_v4().to_string();
             tx.execute(
                 "UPDATE tasks SET status = 'running', attempts = attempts + 1, lease_owner = ?2,
-                     lease_token = ?3, lease_until = ?4, updated_at = ?5
+                     lease_token = ?3, lease_until = ?4, updated_at = ?5,
+                     progress = NULL, progress_message = NULL
                  WHERE rowid = ?1",
                 params![rowid, owner, claimed.lease, now + lease.as_secs_f64(), now],
             )?;
@@ -553,6 +593,35 @@ impl TaskSource for LocalQueue {
                 &id,
                 "UPDATE tasks SET lease_until = ?3, updated_at = ?4
                  WHERE id = ?1 AND status = 'running' AND lease_token = ?2",
+                &args,
+            )
+        })
+        .await
+    }
+
+    /// Kept in the row (`progress`, `progress_message`) while the delivery is running; the
+    /// next claim clears them. With an empty `task.lease` the delivery is the one whose
+    /// `attempts` match.
+    async fn progress(&self, task: &Claimed, percent: u8, message: Option<&str>) -> Result<(), SourceError> {
+        let id = task.id.clone();
+        let token = task.lease.clone();
+        let attempts = i64::from(task.attempts);
+        let message = message.map(str::to_string);
+        self.run(move |conn| {
+            let args = [
+                text(&id),
+                text(&token),
+                SqlValue::Integer(attempts),
+                SqlValue::Integer(i64::from(percent.min(100))),
+                opt_text(message.as_deref()),
+                SqlValue::Real(now()),
+            ];
+            update_leased(
+                conn,
+                &id,
+                "UPDATE tasks SET progress = ?4, progress_message = ?5, updated_at = ?6
+                 WHERE id = ?1 AND status = 'running' AND attempts = ?3
+                     AND (?2 = '' OR lease_token = ?2)",
                 &args,
             )
         })
@@ -1564,13 +1633,161 @@ mod tests {
         drop(LocalQueue::open(&path).unwrap());
         Connection::open(&path)
             .unwrap()
-            .execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'", [])
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                [SCHEMA_VERSION + 1],
+            )
             .unwrap();
         let err = LocalQueue::open(&path).err().expect("refused");
         assert!(
             matches!(&err, SourceError::Unavailable(m) if m.contains("newer wh") && m.contains("queue.db")),
             "{err}"
         );
+    }
+
+    /// The schema wh wrote before progress reports (version 1), as an older wh left it.
+    const SCHEMA_V1: &str = "
+        CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value NOT NULL);
+        CREATE TABLE tasks (
+            id TEXT PRIMARY KEY NOT NULL, type TEXT NOT NULL, params TEXT NOT NULL,
+            priority INTEGER NOT NULL, dedupe_key TEXT NULL, status TEXT NOT NULL,
+            attempts INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+            available_at REAL NOT NULL, lease_owner TEXT NULL, lease_token TEXT NULL,
+            lease_until REAL NULL, result TEXT NULL, error TEXT NULL, class TEXT NULL,
+            stderr_tail TEXT NULL, duration_ms INTEGER NULL, completed_at REAL NULL
+        );
+        CREATE INDEX tasks_claim ON tasks (status, type, priority DESC, created_at);
+        CREATE UNIQUE INDEX tasks_dedupe_key ON tasks (dedupe_key);
+        CREATE INDEX tasks_created ON tasks (created_at);
+        INSERT INTO meta (key, value) VALUES ('schema_version', 1);
+        INSERT INTO tasks (id, type, params, priority, status, attempts, created_at, updated_at,
+                           available_at, error)
+            VALUES ('old-1', 't', '{\"n\": 1}', 0, 'pending', 1, 1.0, 2.0, 0.0, 'earlier');
+    ";
+
+    #[tokio::test]
+    async fn a_version_1_queue_is_migrated_and_keeps_its_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.db");
+        Connection::open(&path).unwrap().execute_batch(SCHEMA_V1).unwrap();
+        // The first opener migrates; a second one finds it done.
+        let q = LocalQueue::open(&path).unwrap();
+        let other = LocalQueue::open(&path).unwrap();
+        let version: i64 = q
+            .inner
+            .conn
+            .lock()
+            .unwrap()
+            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let old = q.show("old-1").await.unwrap();
+        assert_eq!(
+            (old.status, old.attempts, old.error.as_deref(), old.progress),
+            (Status::Pending, 1, Some("earlier"), None)
+        );
+        let c = claim(&other, "a").await.unwrap();
+        assert_eq!((c.id.as_str(), c.attempts), ("old-1", 2));
+        q.progress(&c, 30, Some("on it")).await.unwrap();
+        assert_eq!(q.show("old-1").await.unwrap().progress, Some(30));
+        drop((q, other));
+        // Opened again: nothing left to migrate.
+        let q = LocalQueue::open(&path).unwrap();
+        assert_eq!(
+            q.show("old-1").await.unwrap().progress_message.as_deref(),
+            Some("on it")
+        );
+    }
+
+    /// A `Claimed` as the dispatcher's stderr hook has it: no lease token.
+    fn without_lease(c: &Claimed) -> Claimed {
+        Claimed {
+            lease: String::new(),
+            params: Map::new(),
+            ..c.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn progress_is_kept_while_running_and_cleared_by_the_next_claim() {
+        let (_dir, q) = queue();
+        let id = enqueue_one(&q, new_task("t", 0)).await;
+        let fresh = q.show(&id).await.unwrap();
+        assert_eq!((fresh.progress, fresh.progress_message.as_deref()), (None, None));
+        let json = serde_json::to_value(&fresh).unwrap();
+        assert!(json.get("progress").is_none(), "absent, not null: {json}");
+
+        let c = claim(&q, "a").await.unwrap();
+        q.progress(&c, 25, Some("page 1/4")).await.unwrap();
+        let v = q.show(&id).await.unwrap();
+        assert_eq!(v.progress, Some(25));
+        assert_eq!(v.progress_message.as_deref(), Some("page 1/4"));
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(
+            (json["progress"].clone(), json["progress_message"].clone()),
+            (json!(25), json!("page 1/4"))
+        );
+        // The hook's stand-in (no token) names the delivery by its attempt.
+        q.progress(&without_lease(&c), 50, None).await.unwrap();
+        let v = q.show(&id).await.unwrap();
+        assert_eq!((v.progress, v.progress_message), (Some(50), None));
+        // Progress never extends the lease, nor changes the status.
+        assert_eq!(v.status, Status::Running);
+
+        // A stale delivery (the wrong attempt or token) changes nothing.
+        let stale = Claimed {
+            attempts: c.attempts + 1,
+            ..without_lease(&c)
+        };
+        assert!(matches!(
+            q.progress(&stale, 60, None).await,
+            Err(SourceError::LeaseLost(_))
+        ));
+        let other_token = Claimed {
+            lease: "not-the-token".into(),
+            ..c.clone()
+        };
+        assert!(matches!(
+            q.progress(&other_token, 60, None).await,
+            Err(SourceError::LeaseLost(_))
+        ));
+        assert_eq!(q.show(&id).await.unwrap().progress, Some(50));
+
+        // After the outcome the last report stays, and later ones are refused.
+        let retry = Outcome::Retry {
+            error: "again".into(),
+            delay: Duration::ZERO,
+        };
+        q.finish(&c, &retry, &Record::default()).await.unwrap();
+        assert!(matches!(
+            q.progress(&c, 70, None).await,
+            Err(SourceError::LeaseLost(_))
+        ));
+        let v = q.show(&id).await.unwrap();
+        assert_eq!((v.status, v.progress), (Status::Pending, Some(50)));
+        // The next delivery starts with none.
+        let again = claim(&q, "b").await.unwrap();
+        assert_eq!(q.show(&id).await.unwrap().progress, None);
+        assert!(matches!(
+            q.progress(&c, 80, None).await,
+            Err(SourceError::LeaseLost(_))
+        ));
+        q.progress(&without_lease(&again), 90, Some("nearly"))
+            .await
+            .unwrap();
+        q.finish(&again, &done(), &Record::default()).await.unwrap();
+        let v = q.show(&id).await.unwrap();
+        assert_eq!((v.status, v.progress), (Status::Completed, Some(90)));
+        assert!(matches!(
+            q.progress(&c, 1, None).await,
+            Err(SourceError::LeaseLost(_))
+        ));
+        assert!(matches!(
+            q.progress(&without_lease(&again), 1, None).await,
+            Err(SourceError::LeaseLost(_))
+        ));
     }
 
     #[tokio::test]

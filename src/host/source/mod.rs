@@ -136,6 +136,13 @@ pub struct TaskView {
     pub class: Option<String>,
     pub stderr_tail: Option<String>,
     pub lease_owner: Option<String>,
+    /// The last progress (percent) the worker reported during the current or last delivery,
+    /// where the source keeps it (docs/protocol.md, section 9); cleared by the next claim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<u8>,
+    /// The message of that report, if it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress_message: Option<String>,
 }
 
 /// Filters for `list`.
@@ -191,6 +198,28 @@ pub trait TaskSource: Send + Sync {
 
     /// Extends the lease of a task still running.
     async fn extend(&self, task: &Claimed, lease: Duration) -> Result<(), SourceError>;
+
+    /// Records a progress report of a running delivery (docs/protocol.md, section 9):
+    /// `percent` 0..=100 and an optional message. It never extends the lease.
+    ///
+    /// Best effort: the dispatcher sends at most one report per task per second, in the
+    /// background; a failure is logged and never fails the task. `LeaseLost` means the delivery
+    /// is no longer this host's (finished, released, or claimed again): the dispatcher then
+    /// sends no more reports for it.
+    ///
+    /// `task` may have an empty `lease` and no params: the dispatcher's stderr hook knows only
+    /// the task's id, type and attempt. A source that checks leases then identifies the
+    /// delivery by `id` and `attempts`.
+    ///
+    /// The default does nothing: a source with nowhere to keep progress (RabbitMQ) drops it.
+    async fn progress(
+        &self,
+        _task: &Claimed,
+        _percent: u8,
+        _message: Option<&str>,
+    ) -> Result<(), SourceError> {
+        Ok(())
+    }
 
     /// Whether the source answers (for `/ready`).
     async fn health(&self) -> Result<(), SourceError>;

@@ -24,9 +24,10 @@
 //! `priority`, `dedupe_key`, `status` (`pending`, `running`, `completed`, `failed`, `dead`),
 //! `attempts`, `created_at` and `updated_at` (unix seconds, with microseconds),
 //! `completed_at`, `result` (JSON, completed tasks only), `error` (the last error seen),
-//! `class`, `stderr_tail` (the last 64 KiB of the worker's stderr), `duration_ms`, and while a
-//! delivery is under way `entry` (its stream entry id), `lease` (the lease token),
-//! `lease_owner` and `lease_until` (unix ms).
+//! `class`, `stderr_tail` (the last 64 KiB of the worker's stderr), `duration_ms`, `progress`
+//! and `progress_message` (the last progress report of the current or last delivery, cleared
+//! by the next claim), and while a delivery is under way `entry` (its stream entry id),
+//! `lease` (the lease token), `lease_owner` and `lease_until` (unix ms).
 //!
 //! **Results** are read by task id: `HGET P:task:{id} result` (a JSON document), once
 //! `HGET P:task:{id} status` is `completed`. `wh` never deletes a task hash; expire or delete
@@ -154,7 +155,7 @@ local function take(t, s, e, id)
   local attempts = redis.call('HINCRBY', h, 'attempts', 1)
   redis.call('HSET', h, 'status', 'running', 'lease', token, 'lease_owner', consumer,
     'lease_until', int(NOW_MS + lease_ms), 'updated_at', NOW_S)
-  redis.call('HDEL', h, 'done_lease')
+  redis.call('HDEL', h, 'done_lease', 'progress', 'progress_message')
   local v = redis.call('HMGET', h, 'params', 'priority', 'created_at')
   return {id, t, v[1] or '', v[2] or '', attempts, v[3] or ''}
 end
@@ -294,6 +295,27 @@ redis.call('HSET', h, 'lease_until', int(NOW_MS + tonumber(ARGV[4])), 'updated_a
 return 2
 "#;
 
+/// ARGV: prefix, id, token (empty: the delivery whose attempts match), attempts, percent,
+/// message, has message. Returns 0 (not this delivery, or not running) or 2.
+const LUA_PROGRESS: &str = r#"
+local id, token = ARGV[2], ARGV[3]
+local h = k_task(id)
+local f = redis.call('HMGET', h, 'lease', 'status', 'attempts')
+if f[2] ~= 'running' then return 0 end
+if token ~= '' then
+  if f[1] ~= token then return 0 end
+elseif f[3] ~= ARGV[4] then
+  return 0
+end
+redis.call('HSET', h, 'progress', ARGV[5], 'updated_at', NOW_S)
+if ARGV[7] == '1' then
+  redis.call('HSET', h, 'progress_message', ARGV[6])
+else
+  redis.call('HDEL', h, 'progress_message')
+end
+return 2
+"#;
+
 /// ARGV: prefix, then per task: id, type, params, priority, dedupe key, has dedupe key.
 /// Returns {{id, deduplicated 0|1}, ...}.
 const LUA_ENQUEUE: &str = r#"
@@ -387,6 +409,7 @@ static CLAIM: LazyLock<Script> = LazyLock::new(|| script(LUA_CLAIM));
 static FINISH: LazyLock<Script> = LazyLock::new(|| script(LUA_FINISH));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| script(LUA_RELEASE));
 static EXTEND: LazyLock<Script> = LazyLock::new(|| script(LUA_EXTEND));
+static PROGRESS: LazyLock<Script> = LazyLock::new(|| script(LUA_PROGRESS));
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| script(LUA_ENQUEUE));
 static RETRY: LazyLock<Script> = LazyLock::new(|| script(LUA_RETRY));
 static DEPTH: LazyLock<Script> = LazyLock::new(|| script(LUA_DEPTH));
@@ -693,6 +716,14 @@ fn view_from_hash(id: &str, mut h: HashMap<String, String>) -> Result<TaskView, 
         class: h.remove("class"),
         stderr_tail: h.remove("stderr_tail"),
         lease_owner: h.remove("lease_owner"),
+        progress: h
+            .remove("progress")
+            .map(|v| {
+                v.parse::<u8>()
+                    .map_err(|_| invalid(format!("progress `{v}` is not a percent")))
+            })
+            .transpose()?,
+        progress_message: h.remove("progress_message"),
     })
 }
 
@@ -787,6 +818,19 @@ impl TaskSource for RedisSource {
             .arg(&task.id)
             .arg(&task.lease)
             .arg(millis(lease));
+        self.leased(task, &call).await
+    }
+
+    /// `HSET` into the task hash while the delivery runs (never a lease extension).
+    async fn progress(&self, task: &Claimed, percent: u8, message: Option<&str>) -> Result<(), SourceError> {
+        let mut call = PROGRESS.prepare_invoke();
+        call.arg(&self.prefix)
+            .arg(&task.id)
+            .arg(&task.lease)
+            .arg(task.attempts)
+            .arg(percent.min(100))
+            .arg(message.unwrap_or(""))
+            .arg(if message.is_some() { "1" } else { "0" });
         self.leased(task, &call).await
     }
 
@@ -1387,6 +1431,71 @@ mod tests {
         assert_eq!((b.id.as_str(), b.attempts), (id.as_str(), 2));
         assert!(matches!(q.extend(&a, LONG).await, Err(SourceError::LeaseLost(_))));
         q.extend(&b, LONG).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn progress_goes_into_the_hash_of_the_running_delivery_only() {
+        let Some((q, _cleanup)) = source().await else {
+            return;
+        };
+        let id = enqueue_one(&q, new_task("t", 0)).await;
+        let c = claim(&q, "a").await.unwrap();
+        q.progress(&c, 35, Some("page 2")).await.unwrap();
+        let field = |name: &'static str| {
+            let key = q.task_key(&id);
+            async move { raw::<Option<String>>(redis::cmd("HGET").arg(key).arg(name)).await }
+        };
+        assert_eq!(field("progress").await.as_deref(), Some("35"));
+        let v = q.show(&id).await.unwrap();
+        assert_eq!(
+            (v.progress, v.progress_message.as_deref()),
+            (Some(35), Some("page 2"))
+        );
+        // Without the token (the dispatcher's stderr hook), the attempt names the delivery.
+        let hook = Claimed {
+            lease: String::new(),
+            ..c.clone()
+        };
+        q.progress(&hook, 60, None).await.unwrap();
+        assert_eq!(field("progress_message").await, None);
+        let wrong_attempt = Claimed {
+            attempts: 7,
+            ..hook.clone()
+        };
+        for stale in [
+            &wrong_attempt,
+            &Claimed {
+                lease: "other".into(),
+                ..c.clone()
+            },
+        ] {
+            assert!(matches!(
+                q.progress(stale, 1, None).await,
+                Err(SourceError::LeaseLost(_))
+            ));
+        }
+        let retry = Outcome::Retry {
+            error: "again".into(),
+            delay: Duration::ZERO,
+        };
+        q.finish(&c, &retry, &Record::default()).await.unwrap();
+        assert!(matches!(
+            q.progress(&hook, 99, None).await,
+            Err(SourceError::LeaseLost(_))
+        ));
+        assert_eq!(
+            q.show(&id).await.unwrap().progress,
+            Some(60),
+            "the last report stays"
+        );
+        let again = claim(&q, "b").await.unwrap();
+        assert_eq!(again.attempts, 2);
+        assert_eq!(
+            q.show(&id).await.unwrap().progress,
+            None,
+            "a new delivery starts with none"
+        );
+        q.finish(&again, &done(), &Record::default()).await.unwrap();
     }
 
     #[tokio::test]
