@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::compliance::Profile;
 use crate::compliance::report::Format;
+use crate::compliance::{Mode, Profile};
 
 /// wh: run subprocess workers safely, and check that they speak the worker protocol.
 ///
@@ -24,15 +24,17 @@ pub struct Cli {
 pub enum Command {
     /// Check a worker against the protocol: the compliance gate for authors and CI.
     ///
-    /// Runs each compliance case (a task sent to a fresh worker process) and reports which
-    /// rule passed or failed. Exit codes: 0 every case passed, 1 a case failed or timed out,
-    /// 2 usage error or the worker cannot be started, 130 interrupted.
+    /// Runs each compliance case (a task sent to a fresh worker process, or with --mode
+    /// persistent one line to a long-lived one) and reports which rule passed or failed.
+    /// Exit codes: 0 every case passed, 1 a case failed or timed out, 2 usage error or the
+    /// worker cannot be started, 130 interrupted.
     ///
     /// Examples:
     ///   wh test-worker example-workers/python/example_worker.py
     ///   wh test-worker --profile basic my_worker.py
     ///   wh test-worker --task-type Acme.Resize --params '{"width": 10}' worker.py
     ///   wh test-worker --format junit --output report.xml -- node worker.js
+    ///   wh test-worker --mode persistent worker.py
     #[command(name = "test-worker", verbatim_doc_comment)]
     TestWorker(TestWorkerArgs),
 
@@ -378,6 +380,13 @@ pub struct TestWorkerArgs {
     #[arg(long, value_enum, default_value = "strict")]
     pub profile: Profile,
 
+    /// How the worker serves the cases' tasks. `persistent` starts with its handshake, adds
+    /// the persistent.* cases, runs the cases one after another (no --jobs) and gives the next
+    /// case a fresh process when one breaks [default: the --config worker's mode, else
+    /// oneshot].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub mode: Option<Mode>,
+
     /// Task type used by the success cases (real workers handle their own types)
     /// [default: the --config worker's first task type, else PrismQ.Example.ProcessData].
     #[arg(long, value_name = "TYPE")]
@@ -392,7 +401,7 @@ pub struct TestWorkerArgs {
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub timeout: Duration,
 
-    /// Print the cases of the profile (id, name, rule) and exit.
+    /// Print the cases of the profile in the mode (id, name, rule) and exit.
     #[arg(long)]
     pub list: bool,
 
@@ -404,7 +413,8 @@ pub struct TestWorkerArgs {
     #[arg(long = "skip", value_name = "ID")]
     pub skips: Vec<String>,
 
-    /// Cases to run at once [default: number of CPUs]. Output keeps the catalogue order.
+    /// Cases to run at once, one-shot [default: number of CPUs]. Output keeps the catalogue
+    /// order.
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
 

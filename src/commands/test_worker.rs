@@ -6,10 +6,10 @@ use std::sync::Mutex;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use super::{color_for, limits, parse_params, print_stdout, spawn_failure, worker_command};
-use crate::cli::TestWorkerArgs;
+use super::{color_for, limits, load_for_run, parse_params, print_stdout, spawn_failure, worker_command};
+use crate::cli::{TestWorkerArgs, WorkerArgs};
 use crate::compliance::report::{self, Format};
-use crate::compliance::{self, CASES, Profile, Status, Suite, TaskTemplate};
+use crate::compliance::{self, Mode, Profile, Status, Suite, TaskTemplate};
 use crate::error::Failure;
 use crate::exit;
 use crate::runner::shell_quote;
@@ -19,11 +19,15 @@ pub async fn run(args: TestWorkerArgs, cancel: CancellationToken) -> Result<u8, 
         Profile::Basic => "basic",
         Profile::Strict => "strict",
     };
+    let mode = match args.mode {
+        Some(mode) => mode,
+        None => configured_mode(&args.worker)?,
+    };
     if args.list {
-        print_stdout(list(args.profile).as_bytes())?;
+        print_stdout(list(args.profile, mode).as_bytes())?;
         return Ok(exit::OK);
     }
-    let selected = compliance::select(args.profile, &args.cases, &args.skips)
+    let selected = compliance::select(args.profile, mode, &args.cases, &args.skips)
         .map_err(|e| Failure::new(exit::USAGE, e))?;
     crate::protocol::Schemas::warm_up();
     let worker = worker_command(&args.worker, exit::USAGE)?;
@@ -56,6 +60,7 @@ pub async fn run(args: TestWorkerArgs, cancel: CancellationToken) -> Result<u8, 
         template,
         user_params: args.params.is_some(),
         limits: limits(&args.limits, args.timeout),
+        mode,
         cases: selected,
         jobs,
     };
@@ -123,18 +128,39 @@ pub async fn run(args: TestWorkerArgs, cancel: CancellationToken) -> Result<u8, 
     })
 }
 
-/// `--list`: the cases of a profile with the rule each enforces.
-fn list(profile: Profile) -> String {
+/// The mode of a `--config` worker as the host would run it (`mode`, else the pool's
+/// `enabled`); one-shot for a worker named by its file or command.
+fn configured_mode(args: &WorkerArgs) -> Result<Mode, Failure> {
+    let (Some(path), Some(name)) = (&args.config, &args.worker_name) else {
+        return Ok(Mode::Oneshot);
+    };
+    let (_, config) = load_for_run(path, exit::USAGE)?;
+    let persistent = config
+        .workers
+        .iter()
+        .find(|w| &w.name == name)
+        .is_some_and(|w| w.persistent(&config.advanced.worker_pool));
+    Ok(match persistent {
+        true => Mode::Persistent,
+        false => Mode::Oneshot,
+    })
+}
+
+/// `--list`: the cases of a profile in a mode with the rule each enforces.
+fn list(profile: Profile, mode: Mode) -> String {
     let mut out = String::new();
-    for case in CASES.iter().filter(|c| c.profile <= profile) {
+    for case in compliance::catalogue(mode).filter(|c| c.profile <= profile) {
         out.push_str(&format!(
             "{:<30} {:<7} {}\n{:<38} {}\n",
             case.id,
             case.profile_name(),
             case.name,
             "",
-            case.rule
+            case.rule_in(mode)
         ));
+        if let Some(reason) = case.skipped_in(mode) {
+            out.push_str(&format!("{:<38} (skipped: {reason})\n", ""));
+        }
     }
     out
 }

@@ -111,6 +111,18 @@ pub fn python_dumps(value: &Value) -> Vec<u8> {
     out
 }
 
+/// A task as persistent mode sends it, the way the host writes it: compact JSON (UTF-8, no
+/// raw newline) followed by `\n`. Bytes that are not JSON (the invalid-JSON case) go as they
+/// are, on one line.
+pub fn as_line(input: &[u8]) -> Vec<u8> {
+    let mut line = match serde_json::from_slice::<Value>(input) {
+        Ok(value) => serde_json::to_vec(&value).expect("a Value always serializes"),
+        Err(_) => input.iter().map(|&b| if b == b'\n' { b' ' } else { b }).collect(),
+    };
+    line.push(b'\n');
+    line
+}
+
 /// Pretty-printed with two-space indent, as a multi-line task.
 pub fn pretty(value: &Value) -> Vec<u8> {
     let mut out = serde_json::to_vec_pretty(value).expect("a Value always serializes");
@@ -200,6 +212,16 @@ mod tests {
                 .unwrap()
                 .contains("🎉")
         );
+    }
+
+    #[test]
+    fn persistent_lines_are_compact_utf8() {
+        let task = python_dumps(&json!({"id": "ü", "params": {"a": "🎉\nx"}}));
+        assert_eq!(
+            String::from_utf8(as_line(&task)).unwrap(),
+            "{\"id\":\"ü\",\"params\":{\"a\":\"🎉\\nx\"}}\n"
+        );
+        assert_eq!(as_line(b"{\"id\": \n"), b"{\"id\":  \n");
     }
 
     #[test]

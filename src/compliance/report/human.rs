@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 
 use console::Style;
 
-use super::{EXCERPT, excerpt_head, excerpt_tail, reproduce, task_shown};
-use crate::compliance::{CaseResult, Status, Suite, SuiteResult};
+use super::{EXCERPT, excerpt_head, excerpt_tail, process_shown, reproduce, task_shown};
+use crate::compliance::{CaseResult, Mode, Status, Suite, SuiteResult};
 
 /// Styles, all plain when colour is off.
 struct Palette {
@@ -33,12 +33,16 @@ impl Palette {
 pub fn header(suite: &Suite, profile: &str, color: bool) -> String {
     let p = Palette::new(color);
     let ran = suite.cases.iter().filter(|c| !c.skipped).count();
+    let mode = match suite.mode {
+        Mode::Persistent => "mode persistent · ",
+        Mode::Oneshot => "",
+    };
     format!(
         "{} {}\n{}\n\n",
         p.bold.apply_to("wh test-worker"),
         suite.command.display(),
         p.dim.apply_to(format!(
-            "profile {profile} · {ran} case{} · time limit {}s per task",
+            "{mode}profile {profile} · {ran} case{} · time limit {}s per task",
             if ran == 1 { "" } else { "s" },
             suite.limits.timeout.as_secs_f64()
         ))
@@ -57,7 +61,10 @@ pub fn case(suite: &Suite, result: &CaseResult, color: bool) -> String {
     };
     let mut out = String::new();
     let time = if result.status == Status::Skipped {
-        "skipped".to_string()
+        match result.skip_reason {
+            Some(reason) => format!("skipped: {reason}"),
+            None => "skipped".to_string(),
+        }
     } else {
         format!("{} ms", result.duration.as_millis())
     };
@@ -80,13 +87,13 @@ pub fn case(suite: &Suite, result: &CaseResult, color: bool) -> String {
             let _ = writeln!(out, "                 {line}");
         }
     };
-    row(&mut out, "rule", result.case.rule);
+    row(&mut out, "rule", result.case.rule_in(suite.mode));
     for f in &result.findings {
-        let Some(run) = result.runs.get(f.run) else {
-            continue;
-        };
         row(&mut out, "expected", &f.finding.expected);
         row(&mut out, "actual", &f.finding.actual);
+        let Some(run) = f.run.and_then(|i| result.runs.get(i)) else {
+            continue;
+        };
         row(&mut out, "task", &task_shown(run));
         let leftovers = if run.outcome.leftovers.is_empty() {
             String::new()
@@ -96,24 +103,24 @@ pub fn case(suite: &Suite, result: &CaseResult, color: bool) -> String {
                 run.outcome.leftovers.len()
             )
         };
-        row(
-            &mut out,
-            "exit",
-            &format!(
-                "{} after {} ms{leftovers}",
-                run.outcome.exit,
-                run.outcome.duration.as_millis()
-            ),
-        );
+        if let Some(process) = process_shown(run) {
+            row(&mut out, "process", &process);
+        } else if let Some(exit) = run.outcome.exit {
+            row(
+                &mut out,
+                "exit",
+                &format!("{exit} after {} ms{leftovers}", run.outcome.duration.as_millis()),
+            );
+        }
         row(
             &mut out,
             "stdout",
-            &shown(excerpt_head(&run.outcome.stdout, run.outcome.stdout_len, EXCERPT)),
+            &shown(excerpt_head(&run.outcome.stdout, EXCERPT)),
         );
         row(
             &mut out,
             "stderr",
-            &shown(excerpt_tail(&run.outcome.stderr, run.outcome.stderr_len, EXCERPT)),
+            &shown(excerpt_tail(&run.outcome.stderr, EXCERPT)),
         );
         row(&mut out, "reproduce", &reproduce(suite, result.case.id, run));
     }

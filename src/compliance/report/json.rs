@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::{EXCERPT, excerpt_head, excerpt_tail, reproduce, task_shown};
-use crate::compliance::{Expect, Profile, RunFinding, Status, Suite, SuiteResult};
+use crate::compliance::{Expect, Mode, Profile, RunFinding, Served, Status, Suite, SuiteResult};
 use crate::protocol::{ExitClass, PROTOCOL_VERSION};
 use crate::runner::{Exit, Leftover, Stopped};
 
@@ -12,6 +12,7 @@ struct Report<'a> {
     wh_version: &'static str,
     protocol_version: &'static str,
     worker: Worker,
+    mode: Mode,
     profile: Profile,
     timeout_seconds: f64,
     summary: Summary,
@@ -43,6 +44,8 @@ struct Case<'a> {
     rule: &'static str,
     doc: &'static str,
     status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skip_reason: Option<&'static str>,
     duration_ms: u128,
     findings: &'a [RunFinding],
     runs: Vec<Run<'a>>,
@@ -52,7 +55,9 @@ struct Case<'a> {
 struct Run<'a> {
     task: String,
     expect: Expect,
-    exit: Exit,
+    exit: Option<Exit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process: Option<Served>,
     class: ExitClass,
     reason: Option<&'a str>,
     stopped: Option<Stopped>,
@@ -73,6 +78,7 @@ pub fn render(suite: &Suite, result: &SuiteResult, profile: Profile) -> String {
         worker: Worker {
             command: suite.command.display(),
         },
+        mode: suite.mode,
         profile,
         timeout_seconds: suite.limits.timeout.as_secs_f64(),
         summary: Summary {
@@ -92,9 +98,10 @@ pub fn render(suite: &Suite, result: &SuiteResult, profile: Profile) -> String {
                 id: r.case.id,
                 name: r.case.name,
                 profile: r.case.profile,
-                rule: r.case.rule,
+                rule: r.case.rule_in(suite.mode),
                 doc: r.case.doc,
                 status: r.status,
+                skip_reason: r.skip_reason,
                 duration_ms: r.duration.as_millis(),
                 findings: &r.findings,
                 runs: r
@@ -104,14 +111,15 @@ pub fn render(suite: &Suite, result: &SuiteResult, profile: Profile) -> String {
                         task: task_shown(run),
                         expect: run.expect,
                         exit: run.outcome.exit,
+                        process: run.outcome.process,
                         class: run.class,
                         reason: run.reason.as_deref(),
                         stopped: run.outcome.stopped,
                         duration_ms: run.outcome.duration.as_millis(),
-                        stdout_bytes: run.outcome.stdout_len,
-                        stdout_excerpt: excerpt_head(&run.outcome.stdout, run.outcome.stdout_len, EXCERPT),
-                        stderr_bytes: run.outcome.stderr_len,
-                        stderr_excerpt: excerpt_tail(&run.outcome.stderr, run.outcome.stderr_len, EXCERPT),
+                        stdout_bytes: run.outcome.stdout.len,
+                        stdout_excerpt: excerpt_head(&run.outcome.stdout, EXCERPT),
+                        stderr_bytes: run.outcome.stderr.len,
+                        stderr_excerpt: excerpt_tail(&run.outcome.stderr, EXCERPT),
                         leftovers: &run.outcome.leftovers,
                         reproduce: reproduce(suite, r.case.id, run),
                     })

@@ -14,7 +14,13 @@ pub fn render(suite: &Suite, result: &SuiteResult, profile: &str) -> String {
     for r in &result.results {
         let status = match r.status {
             Status::Passed => TestCaseStatus::success(),
-            Status::Skipped => TestCaseStatus::skipped(),
+            Status::Skipped => {
+                let mut status = TestCaseStatus::skipped();
+                if let Some(reason) = r.skip_reason {
+                    status.set_message(reason);
+                }
+                status
+            }
             Status::Failed | Status::TimedOut | Status::Interrupted => {
                 let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 let kind = match r.status {
@@ -37,8 +43,8 @@ pub fn render(suite: &Suite, result: &SuiteResult, profile: &str) -> String {
         case.set_classname(format!("wh.{}", r.case.profile_name()));
         case.set_time(r.duration);
         if let Some(run) = r.runs.last().filter(|_| r.status != Status::Passed) {
-            case.set_system_out(excerpt_head(&run.outcome.stdout, run.outcome.stdout_len, EXCERPT));
-            case.set_system_err(excerpt_tail(&run.outcome.stderr, run.outcome.stderr_len, EXCERPT));
+            case.set_system_out(excerpt_head(&run.outcome.stdout, EXCERPT));
+            case.set_system_err(excerpt_tail(&run.outcome.stderr, EXCERPT));
         }
         test_suite.add_test_case(case);
     }
