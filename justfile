@@ -14,11 +14,13 @@ ci:
     bash .ci/run
 
 # The benchmarks of docs/performance.md (need hyperfine): wh send's overhead, wh lint on 1,000
-# workers, wh host against the raw spawn rate.
+# workers, wh host against the raw spawn rate, and wh host against Celery on Redis (needs a
+# Redis at 127.0.0.1:6379, db 9 empty; pip-installs Celery into a throwaway venv).
 bench:
     bash bench/send_overhead.sh
     bash bench/lint_large.sh
     bash bench/host_throughput.sh
+    bash bench/celery_redis.sh
 
 # Review snapshot changes after an intended output change (needs cargo-insta).
 snapshots:
