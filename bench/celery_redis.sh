@@ -28,9 +28,11 @@
 #               in its own venv has. (The base interpreter on these machines runs a .pth file
 #               at every start that imports certifi: ~36 ms of CPU per start instead of ~11.
 #               WORKER_PYTHON=... picks another interpreter for wh's worker.)
-#   wh_persistent  the same with `mode: persistent` in the worker's section: a pool of warm
-#               processes of the same script (advanced.worker_pool defaults: one started with
-#               the host, more on demand, up to C here), one task line and one result line each.
+#   wh_persistent  the same with `mode: persistent` in the worker's section: a pool of C warm
+#               processes of the same script (worker_pool min_workers = max_workers = C, as
+#               many as Celery's pool), one task line and one result line each.
+#   wh_persistent_prefetch  the same with worker_pool.prefetch: 64: the host claims up to 64
+#               tasks ahead of its free processes (Celery prefetches 4 per pool process).
 # For every contender the timed span is "process start -> last result stored": the last
 # result's time is read afterwards from Redis (Celery's `date_done`, wh's `completed_at`, both
 # stamped on this machine's clock), so the poller's 20 ms tick and the shutdown are not in it.
@@ -77,7 +79,7 @@ out=${BENCH_OUT:-$(mktemp -d -t wh-celery-bench.XXXXXX)}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 venv=${BENCH_VENV:-$out/venv}
-CONTENDERS=(celery wh_oneshot wh_persistent)
+CONTENDERS=(celery wh_oneshot wh_persistent wh_persistent_prefetch)
 
 command -v python3 >/dev/null || { echo "missing: python3" >&2; exit 1; }
 [ "$redis_db" != 0 ] || { echo "REDIS_DB must not be 0: the script flushes it" >&2; exit 1; }
@@ -402,6 +404,9 @@ EOF
 logging: {level: WARNING}
 monitoring: {enabled: false}
 EOF
+        # Persistent rows: as many warm processes as Celery has pool processes.
+        printf 'advanced:\n  worker_pool: {min_workers: %s, max_workers: %s, prefetch: %s}\n' \
+            "$concurrency" "$concurrency" "${prefetch:-0}"
     } >"$file"
 }
 
@@ -432,6 +437,12 @@ contender_wh_oneshot() {
 contender_wh_persistent() {
     write_wh_config "$out/wh_persistent.yaml" whbench-wh_persistent "mode: persistent"
     run_wh wh_persistent "$out/wh_persistent.yaml" whbench-wh_persistent "$@"
+}
+
+# Persistent, with the host claiming up to 64 tasks ahead of its free processes.
+contender_wh_persistent_prefetch() {
+    prefetch=64 write_wh_config "$out/wh_persistent_prefetch.yaml" whbench-wh_persistent_prefetch "mode: persistent"
+    run_wh wh_persistent_prefetch "$out/wh_persistent_prefetch.yaml" whbench-wh_persistent_prefetch "$@"
 }
 
 # --- run -------------------------------------------------------------------------------------

@@ -567,6 +567,15 @@ pub struct WorkerPool {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tasks_per_process: Option<u64>,
 
+    /// # Prefetch
+    /// Tasks claimed ahead per persistent worker, beyond its free processes, so that a
+    /// process never waits for a claim between two short tasks. They wait on this host (their
+    /// lease covers the wait) while another host might be idle: raise it for throughput of
+    /// tasks of a few milliseconds, keep 0 (the default) for fair sharing between hosts. Read
+    /// at start-up.
+    #[serde(default)]
+    pub prefetch: u32,
+
     /// # Memory per process
     /// Replace a process, between tasks, once its resident memory (with its children's) has
     /// grown past this many MB. Unlike resource_limits.max_memory_mb this never fails a task.
@@ -592,6 +601,7 @@ impl Default for WorkerPool {
             max_workers: five(),
             idle_timeout: idle(),
             max_tasks_per_process: None,
+            prefetch: 0,
             max_memory_mb: None,
         }
     }

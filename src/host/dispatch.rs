@@ -1,9 +1,15 @@
 //! The loop: claim a task only when a slot is free, route it, run it, record the outcome.
 //!
 //! Concurrency has two levels: the host's `--concurrency` (one semaphore) and a worker's own
-//! `concurrency` (its semaphore in the registry). Before each claim the loop reserves a host
-//! slot and one slot per worker that has one free, and claims only those workers' task types,
-//! so it never holds a task it cannot start (no prefetch starvation).
+//! `concurrency` (its semaphore in the registry). Before each claim the loop reserves every
+//! free host slot and as many slots of each worker that has some, and claims a batch of at
+//! most that many of those workers' task types in one call, so it never holds a task it
+//! cannot start (no prefetch starvation). The one exception is opt-in: a persistent worker's
+//! `worker_pool.prefetch` adds slots for tasks that wait for one of its warm processes.
+//!
+//! A task's slots are freed as soon as its worker is done with it, before its outcome is
+//! recorded: the next claim does not wait for the write, and outcomes recorded at the same
+//! time share a commit where the source allows (the local queue does).
 //!
 //! Shutdown: `stop` ends claiming; running tasks get `grace` to finish; then (or at once on
 //! `hard`) they are stopped and released back to the source, so nothing is lost.
@@ -28,6 +34,9 @@ use crate::runner::{self, Hooks, Limits, Stopped};
 /// How long past a worker's timeout (and kill grace) a claim stays leased: a healthy host has
 /// recorded the outcome by then; after it, the task is claimable again (its host died).
 pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// The most tasks one claim takes.
+pub const MAX_BATCH: usize = 64;
 
 /// How long an outcome is retried while the source is unreachable.
 pub const OUTCOME_RETRY_LIMIT: Duration = Duration::from_secs(600);
@@ -74,7 +83,15 @@ pub async fn run(
     options: Options,
     control: Control,
 ) -> Totals {
-    let host_slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    // Tasks claimed ahead for persistent workers (worker_pool.prefetch) wait for a process,
+    // not for a host slot of --concurrency: they get slots of their own.
+    let prefetch = registry
+        .read()
+        .expect("no panics under the registry lock")
+        .prefetch();
+    let host_slots = Arc::new(Semaphore::new(options.concurrency.max(1) + prefetch));
+    // Finished runs whose outcome is being recorded, beyond the running ones.
+    let recording = Arc::new(Semaphore::new(options.concurrency.max(1) * 4));
     let mut running: JoinSet<()> = JoinSet::new();
     let mut totals = Totals::default();
     let mut idle = Duration::from_millis(10);
@@ -85,28 +102,44 @@ pub async fn run(
         if control.stop.is_cancelled() || options.max_tasks.is_some_and(|m| totals.claimed >= m) {
             break;
         }
-        let host_permit = tokio::select! {
+        // Every free host slot (at least one), then every free slot of each worker, up to as
+        // many: one claim takes a batch when several slots are free.
+        let first = tokio::select! {
             p = host_slots.clone().acquire_owned() => p.expect("the semaphore stays open"),
             _ = control.stop.cancelled() => break,
         };
+        let mut host_permits = vec![first];
+        while host_permits.len() < MAX_BATCH {
+            match host_slots.clone().try_acquire_owned() {
+                Ok(p) => host_permits.push(p),
+                Err(_) => break,
+            }
+        }
         let current = registry
             .read()
             .expect("no panics under the registry lock")
             .clone();
-        let mut reserved: Vec<(Arc<WorkerSpec>, OwnedSemaphorePermit)> = Vec::new();
+        let mut reserved: Vec<(Arc<WorkerSpec>, Vec<OwnedSemaphorePermit>)> = Vec::new();
         let mut types = Vec::new();
         for spec in &current.workers {
             if let Some(pool) = spec.pool.get() {
                 pool.maintain();
             }
-            if let Ok(permit) = spec.slots.clone().try_acquire_owned() {
+            let mut permits = Vec::new();
+            while permits.len() < host_permits.len() {
+                match spec.slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            if !permits.is_empty() {
                 types.extend(current.types_of(spec));
-                reserved.push((spec.clone(), permit));
+                reserved.push((spec.clone(), permits));
             }
         }
         if types.is_empty() {
             // Every worker is at its own limit: wait for a task to finish.
-            drop((host_permit, reserved));
+            drop((host_permits, reserved));
             tokio::select! {
                 _ = running.join_next(), if !running.is_empty() => {}
                 _ = tokio::time::sleep(idle) => {}
@@ -121,29 +154,44 @@ pub async fn run(
             .unwrap_or_default()
             + options.limits.kill_grace
             + LEASE_MARGIN;
-        match source.claim(&types, &options.host_id, lease).await {
-            Ok(Some(task)) => {
+        // However the batch splits between the workers offered, none gets more tasks than it
+        // has slots reserved.
+        let mut max = reserved
+            .iter()
+            .map(|(_, p)| p.len())
+            .min()
+            .unwrap_or(1)
+            .min(host_permits.len());
+        if let Some(limit) = options.max_tasks {
+            max = max.min(limit.saturating_sub(totals.claimed) as usize);
+        }
+        match source.claim_batch(&types, &options.host_id, lease, max).await {
+            Ok(batch) if !batch.is_empty() => {
                 idle = Duration::from_millis(10);
-                totals.claimed += 1;
-                let spec = current.route(&task.task_type);
-                let worker_permit = spec.as_ref().ok().and_then(|s| {
-                    let i = reserved.iter().position(|(r, _)| r.name == s.name)?;
-                    Some(reserved.swap_remove(i).1)
-                });
-                drop(reserved);
-                let job = Job {
-                    source: source.clone(),
-                    observers: observers.clone(),
-                    options: options.clone(),
-                    hard: control.hard.clone(),
-                };
-                running.spawn(async move {
-                    job.run(task, spec).await;
-                    drop((host_permit, worker_permit));
-                });
+                for task in batch {
+                    totals.claimed += 1;
+                    let spec = current.route(&task.task_type);
+                    let worker_permit = spec.as_ref().ok().and_then(|s| {
+                        let (_, permits) = reserved.iter_mut().find(|(r, _)| r.name == s.name)?;
+                        permits.pop()
+                    });
+                    let host_permit = host_permits.pop();
+                    let job = Job {
+                        source: source.clone(),
+                        observers: observers.clone(),
+                        options: options.clone(),
+                        hard: control.hard.clone(),
+                        slots: std::sync::Mutex::new(Some((host_permit, worker_permit))),
+                        recording: recording.clone(),
+                    };
+                    running.spawn(async move {
+                        job.run(task, spec).await;
+                    });
+                }
+                drop((host_permits, reserved));
             }
-            Ok(None) => {
-                drop((host_permit, reserved));
+            Ok(_) => {
+                drop((host_permits, reserved));
                 if options.drain && running.is_empty() && nothing_left(&*source, &current.types()).await {
                     break;
                 }
@@ -155,7 +203,7 @@ pub async fn run(
                 idle = (idle * 2).min(options.idle_max);
             }
             Err(e) => {
-                drop((host_permit, reserved));
+                drop((host_permits, reserved));
                 tracing::warn!(error = %e, "claim failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(idle.max(Duration::from_millis(200))) => {}
@@ -199,7 +247,13 @@ struct Job {
     observers: Arc<Observers>,
     options: Arc<Options>,
     hard: CancellationToken,
+    /// The host slot and the worker slot this task holds while its worker runs.
+    slots: std::sync::Mutex<Option<Slots>>,
+    /// Bounds the runs whose outcome is still being recorded after their slots were freed.
+    recording: Arc<Semaphore>,
 }
+
+type Slots = (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>);
 
 impl Job {
     async fn run(self, task: Claimed, spec: Result<Arc<WorkerSpec>, String>) {
@@ -398,6 +452,10 @@ impl Job {
         run: Option<(crate::protocol::ExitClass, Duration)>,
         record: Record,
     ) {
+        // The worker is done with the task: its slots go to the next claim while the outcome
+        // is recorded (a batch of finishes then commits together), within a bound.
+        let _recording = self.recording.clone().acquire_owned().await;
+        drop(self.slots.lock().expect("no panics under the slots lock").take());
         let worker = worker.to_string();
         let class = run.map(|(c, _)| c);
         match decision {

@@ -32,6 +32,8 @@ pub struct Settings {
     /// Retire a process whose group's resident memory is past this, in bytes (checked after
     /// each task).
     pub max_memory: Option<u64>,
+    /// Tasks claimed ahead of free processes.
+    pub prefetch: usize,
 }
 
 impl Settings {
@@ -43,6 +45,7 @@ impl Settings {
             idle_timeout: Duration::from_secs_f64(pool.idle_timeout.max(0.0)),
             max_tasks: pool.max_tasks_per_process.filter(|n| *n > 0),
             max_memory: pool.max_memory_mb.map(|mb| mb * 1024 * 1024),
+            prefetch: pool.prefetch as usize,
         }
     }
 }

@@ -39,12 +39,19 @@ pub struct WorkerSpec {
 impl WorkerSpec {
     /// The longest a task of this worker can hold its claim: a persistent worker may first
     /// wait for a new process's handshake (up to `timeout`) and then run the task.
+    ///
+    /// A prefetched task also waits for the tasks ahead of it, one `timeout` per process's
+    /// worth of them at most.
     pub fn longest_run(&self) -> Duration {
-        if self.persistent.is_some() {
-            self.timeout * 2
-        } else {
-            self.timeout
+        match &self.persistent {
+            Some(p) => self.timeout * (2 + p.prefetch.div_ceil(p.max.max(1)) as u32),
+            None => self.timeout,
         }
+    }
+
+    /// Tasks of this worker claimed ahead of its free processes.
+    pub fn prefetch(&self) -> usize {
+        self.persistent.as_ref().map_or(0, |p| p.prefetch)
     }
 }
 
@@ -74,7 +81,8 @@ impl Registry {
                 .then(|| pool::Settings::from_config(&config.advanced.worker_pool));
             let mut limit = worker.concurrency.map_or(host_concurrency, |c| c.max(1) as usize);
             if let Some(settings) = &persistent {
-                limit = limit.min(settings.max);
+                // Processes, plus the tasks that wait for one (prefetch).
+                limit = limit.min(settings.max) + settings.prefetch;
             }
             let slots = previous
                 .and_then(|p| {
@@ -154,6 +162,11 @@ impl Registry {
             .collect()
     }
 
+    /// Host slots for tasks claimed ahead of a free process, beyond `--concurrency`.
+    pub fn prefetch(&self) -> usize {
+        self.workers.iter().map(|w| w.prefetch()).sum()
+    }
+
     /// Closes every pool: idle processes end now, busy ones after their task.
     pub async fn close_pools(&self, cause: RetireCause) {
         let pools: Vec<&Arc<Pool>> = self.workers.iter().filter_map(|w| w.pool.get()).collect();
@@ -223,9 +236,10 @@ impl Registry {
                 out.push_str(&format!(
                     "    mode: persistent (WH_WORKER_MODE=persistent), {}..{} processes, idle_timeout {}s{}{}\n",
                     p.min,
-                    p.max.min(w.limit),
+                    p.max.min(w.limit - p.prefetch),
                     p.idle_timeout.as_secs_f64(),
-                    p.max_tasks.map_or(String::new(), |n| format!(", max_tasks_per_process {n}")),
+                    p.max_tasks.map_or(String::new(), |n| format!(", max_tasks_per_process {n}"))
+                        + &if p.prefetch > 0 { format!(", prefetch {}", p.prefetch) } else { String::new() },
                     p.max_memory
                         .map_or(String::new(), |b| format!(", max_memory_mb {}", b / (1024 * 1024))),
                 ));

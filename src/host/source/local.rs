@@ -95,7 +95,30 @@ pub struct LocalQueue {
 struct Inner {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Outcomes waiting to be written, and whether a writer is at work on them: finishes
+    /// that arrive while one transaction commits are written together in the next one.
+    finishes: Mutex<Finishes>,
 }
+
+#[derive(Default)]
+struct Finishes {
+    waiting: Vec<PendingFinish>,
+    writing: bool,
+}
+
+/// One outcome to record: the id, the UPDATE's arguments, and who waits for the verdict.
+struct PendingFinish {
+    id: String,
+    args: Vec<SqlValue>,
+    done: tokio::sync::oneshot::Sender<Result<(), SourceError>>,
+}
+
+/// The UPDATE that records an outcome; ?1 is the id and ?2 the lease token.
+const FINISH_SQL: &str = "UPDATE tasks SET status = ?3, available_at = IFNULL(?4, available_at), result = ?5,
+         error = IFNULL(?6, error), class = ?7, stderr_tail = ?8, duration_ms = ?9,
+         completed_at = ?10, updated_at = ?11,
+         lease_owner = NULL, lease_token = NULL, lease_until = NULL
+     WHERE id = ?1 AND status = 'running' AND lease_token = ?2";
 
 /// Why a call inside the blocking closure failed: the database, or a verdict already made.
 enum Fail {
@@ -127,6 +150,7 @@ impl LocalQueue {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
                 path: path.to_path_buf(),
+                finishes: Mutex::new(Finishes::default()),
             }),
         })
     }
@@ -380,12 +404,12 @@ struct Candidate {
 }
 
 /// The best claimable task of the given types.
-fn best_candidate(conn: &Connection, types: &[String], now: f64) -> Result<Option<Candidate>, Fail> {
-    // ?1 is now; ?2.. are the types. Each branch takes its own best so the claim index serves
-    // it; the outer query picks between the (at most) two.
-    let in_list = placeholders(types.len(), 2);
+fn best_candidates(conn: &Connection, types: &[String], now: f64, max: usize) -> Result<Vec<Candidate>, Fail> {
+    // ?1 is now; ?2 the limit; ?3.. are the types. Each branch takes its own best so the
+    // claim index serves it; the outer query picks among the (at most) 2 × limit.
+    let in_list = placeholders(types.len(), 3);
     let columns = "rowid AS rid, id, type, params, priority, attempts, created_at";
-    let order = "ORDER BY priority DESC, created_at ASC, rid ASC LIMIT 1";
+    let order = "ORDER BY priority DESC, created_at ASC, rid ASC LIMIT ?2";
     let sql = format!(
         "SELECT * FROM (
              SELECT * FROM (SELECT {columns} FROM tasks
@@ -395,40 +419,99 @@ fn best_candidate(conn: &Connection, types: &[String], now: f64) -> Result<Optio
                  WHERE status = 'running' AND type IN ({in_list}) AND {LEASE_EXPIRED} {order})
          ) {order}"
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(params_from_iter(now_and_types(now, types)))?;
-    let Some(row) = rows.next()? else {
-        return Ok(None);
-    };
-    let rowid: i64 = row.get(0)?;
-    let read = || -> Result<Claimed, Fail> {
-        let id = row_id(row, 1)?;
-        let params: String = column(row, 3, "params", &id)?;
-        let attempts: i64 = column(row, 5, "attempts", &id)?;
-        Ok(Claimed {
-            task_type: column(row, 2, "type", &id)?,
-            params: parse_params(&id, &params)?,
-            priority: column(row, 4, "priority", &id)?,
-            attempts: attempts_from(&id, attempts.saturating_add(1))?,
-            created_at: column(row, 6, "created_at", &id)?,
-            lease: String::new(),
-            id,
-        })
-    };
-    Ok(Some(Candidate { rowid, task: read() }))
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut args = vec![SqlValue::Real(now), SqlValue::Integer(max as i64)];
+    args.extend(types.iter().map(|t| SqlValue::Text(t.clone())));
+    let mut rows = stmt.query(params_from_iter(args))?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        let rowid: i64 = row.get(0)?;
+        let read = || -> Result<Claimed, Fail> {
+            let id = row_id(row, 1)?;
+            let params: String = column(row, 3, "params", &id)?;
+            let attempts: i64 = column(row, 5, "attempts", &id)?;
+            Ok(Claimed {
+                task_type: column(row, 2, "type", &id)?,
+                params: parse_params(&id, &params)?,
+                priority: column(row, 4, "priority", &id)?,
+                attempts: attempts_from(&id, attempts.saturating_add(1))?,
+                created_at: column(row, 6, "created_at", &id)?,
+                lease: String::new(),
+                id,
+            })
+        };
+        found.push(Candidate { rowid, task: read() });
+    }
+    Ok(found)
 }
 
 /// Changes a row still leased with `task`'s token; `LeaseLost` (and nothing changed) when the
 /// lease was lost. `sql` must use ?1 for the id and ?2 for the token.
 fn update_leased(conn: &mut Connection, task_id: &str, sql: &str, args: &[SqlValue]) -> Result<(), Fail> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let changed = tx.execute(sql, params_from_iter(args))?;
+    let changed = tx.prepare_cached(sql)?.execute(params_from_iter(args))?;
     if changed == 0 {
         // Dropping the transaction rolls it back (it changed nothing anyway).
         return Err(SourceError::LeaseLost(task_id.to_string()).into());
     }
     tx.commit()?;
     Ok(())
+}
+
+/// Writes waiting outcomes, all those waiting at once in one transaction, until none is
+/// left (group commit: under load one commit serves many tasks). Each waiter learns its own
+/// verdict: `LeaseLost` when its row was no longer leased to it.
+fn write_finishes(inner: &Inner) {
+    loop {
+        let batch = {
+            let mut finishes = inner.finishes.lock().expect("no panics under the finishes lock");
+            if finishes.waiting.is_empty() {
+                finishes.writing = false;
+                return;
+            }
+            std::mem::take(&mut finishes.waiting)
+        };
+        let unavailable = |e: &dyn std::fmt::Display| {
+            SourceError::Unavailable(format!("local queue {}: {e}", inner.path.display()))
+        };
+        let Ok(mut conn) = inner.conn.lock() else {
+            for p in batch {
+                let _ = p.done.send(Err(unavailable(&"an earlier call panicked while using it")));
+            }
+            continue;
+        };
+        let written = (|| -> Result<Vec<usize>, rusqlite::Error> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut changed = Vec::with_capacity(batch.len());
+            {
+                let mut stmt = tx.prepare_cached(FINISH_SQL)?;
+                for p in &batch {
+                    changed.push(stmt.execute(params_from_iter(&p.args))?);
+                }
+            }
+            tx.commit()?;
+            Ok(changed)
+        })();
+        drop(conn);
+        match written {
+            Ok(changed) => {
+                for (p, n) in batch.into_iter().zip(changed) {
+                    let verdict = if n == 0 {
+                        Err(SourceError::LeaseLost(p.id))
+                    } else {
+                        Ok(())
+                    };
+                    let _ = p.done.send(verdict);
+                }
+            }
+            Err(e) => {
+                // Nothing of the batch was written: each waiter retries its own outcome.
+                for p in batch {
+                    let _ = p.done.send(Err(unavailable(&e)));
+                }
+            }
+        }
+    }
 }
 
 fn text(s: &str) -> SqlValue {
@@ -452,45 +535,61 @@ impl TaskSource for LocalQueue {
         owner: &str,
         lease: Duration,
     ) -> Result<Option<Claimed>, SourceError> {
-        if types.is_empty() {
-            return Ok(None);
+        Ok(self.claim_batch(types, owner, lease, 1).await?.pop())
+    }
+
+    async fn claim_batch(
+        &self,
+        types: &[String],
+        owner: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Claimed>, SourceError> {
+        if types.is_empty() || max == 0 {
+            return Ok(Vec::new());
         }
         let types = types.to_vec();
         let owner = owner.to_string();
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = now();
-            let Some(Candidate { rowid, task }) = best_candidate(&tx, &types, now)? else {
-                return Ok(None);
-            };
-            let mut claimed = match task {
-                Ok(claimed) => claimed,
-                Err(Fail::Source(SourceError::Invalid(why))) => {
-                    // A row this code cannot read (edited by hand?) would be the best
-                    // candidate for ever and block its type: fail it, and say so.
-                    tx.execute(
-                        "UPDATE tasks SET status = 'failed', error = ?2, updated_at = ?3, completed_at = ?3,
-                             lease_owner = NULL, lease_token = NULL, lease_until = NULL
-                         WHERE rowid = ?1",
-                        params![rowid, format!("unreadable task, failed at claim: {why}"), now],
-                    )?;
-                    tx.commit()?;
-                    return Err(
-                        SourceError::Invalid(format!("{why} (the task is now marked failed)")).into(),
-                    );
-                }
-                Err(other) => return Err(other),
-            };
-            claimed.lease = uuid::Uuid::new_v4().to_string();
-            tx.execute(
-                "UPDATE tasks SET status = 'running', attempts = attempts + 1, lease_owner = ?2,
-                     lease_token = ?3, lease_until = ?4, updated_at = ?5,
-                     progress = NULL, progress_message = NULL
-                 WHERE rowid = ?1",
-                params![rowid, owner, claimed.lease, now + lease.as_secs_f64(), now],
-            )?;
+            let mut batch = Vec::new();
+            for Candidate { rowid, task } in best_candidates(&tx, &types, now, max)? {
+                let mut claimed = match task {
+                    Ok(claimed) => claimed,
+                    Err(Fail::Source(SourceError::Invalid(why))) => {
+                        // A row this code cannot read (edited by hand?) would be the best
+                        // candidate for ever and block its type: fail it, and say so.
+                        tx.prepare_cached(
+                            "UPDATE tasks SET status = 'failed', error = ?2, updated_at = ?3, completed_at = ?3,
+                                 lease_owner = NULL, lease_token = NULL, lease_until = NULL
+                             WHERE rowid = ?1",
+                        )?
+                        .execute(params![rowid, format!("unreadable task, failed at claim: {why}"), now])?;
+                        if batch.is_empty() {
+                            tx.commit()?;
+                            return Err(SourceError::Invalid(format!(
+                                "{why} (the task is now marked failed)"
+                            ))
+                            .into());
+                        }
+                        tracing::warn!(error = %why, "an unreadable task was marked failed at claim");
+                        continue;
+                    }
+                    Err(other) => return Err(other),
+                };
+                claimed.lease = uuid::Uuid::new_v4().to_string();
+                tx.prepare_cached(
+                    "UPDATE tasks SET status = 'running', attempts = attempts + 1, lease_owner = ?2,
+                         lease_token = ?3, lease_until = ?4, updated_at = ?5,
+                         progress = NULL, progress_message = NULL
+                     WHERE rowid = ?1",
+                )?
+                .execute(params![rowid, owner, claimed.lease, now + lease.as_secs_f64(), now])?;
+                batch.push(claimed);
+            }
             tx.commit()?;
-            Ok(Some(claimed))
+            Ok(batch)
         })
         .await
     }
@@ -502,58 +601,61 @@ impl TaskSource for LocalQueue {
         let stderr_tail = tail(&record.stderr_tail, STDERR_TAIL_MAX).to_string();
         let class = record.class.clone();
         let duration_ms = i64::try_from(record.duration_ms).unwrap_or(i64::MAX);
-        self.run(move |conn| {
-            let now = now();
-            // (status, available_at, result, error, terminal)
-            let (status, available_at, result, error, terminal) = match &outcome {
-                Outcome::Completed { result } => {
-                    let json = serde_json::to_string(result).map_err(|e| {
-                        SourceError::Invalid(format!("task `{id}`: the result cannot be stored: {e}"))
-                    })?;
-                    (Status::Completed, None, Some(json), None, true)
-                }
-                Outcome::Retry { error, delay } => (
-                    Status::Pending,
-                    Some(now + delay.as_secs_f64()),
-                    None,
-                    Some(error.as_str()),
-                    false,
-                ),
-                Outcome::Failed { error } => (Status::Failed, None, None, Some(error.as_str()), true),
-                Outcome::Dead { error } => (Status::Dead, None, None, Some(error.as_str()), true),
-            };
-            // `error` is the last error seen: a completed task that was retried before keeps
-            // the error of its last failed delivery. `class`, `stderr_tail` and `duration_ms`
-            // are this delivery's. Failed and dead are terminal too: they get `completed_at`.
-            let args = [
-                text(&id),
-                text(&token),
-                text(status.as_str()),
-                available_at.map_or(SqlValue::Null, SqlValue::Real),
-                result.map_or(SqlValue::Null, SqlValue::Text),
-                opt_text(error),
-                opt_text(class.as_deref()),
-                text(&stderr_tail),
-                SqlValue::Integer(duration_ms),
-                if terminal {
-                    SqlValue::Real(now)
-                } else {
-                    SqlValue::Null
-                },
-                SqlValue::Real(now),
-            ];
-            update_leased(
-                conn,
-                &id,
-                "UPDATE tasks SET status = ?3, available_at = IFNULL(?4, available_at), result = ?5,
-                     error = IFNULL(?6, error), class = ?7, stderr_tail = ?8, duration_ms = ?9,
-                     completed_at = ?10, updated_at = ?11,
-                     lease_owner = NULL, lease_token = NULL, lease_until = NULL
-                 WHERE id = ?1 AND status = 'running' AND lease_token = ?2",
-                &args,
-            )
+        let now = now();
+        // (status, available_at, result, error, terminal)
+        let (status, available_at, result, error, terminal) = match &outcome {
+            Outcome::Completed { result } => {
+                let json = serde_json::to_string(result).map_err(|e| {
+                    SourceError::Invalid(format!("task `{id}`: the result cannot be stored: {e}"))
+                })?;
+                (Status::Completed, None, Some(json), None, true)
+            }
+            Outcome::Retry { error, delay } => (
+                Status::Pending,
+                Some(now + delay.as_secs_f64()),
+                None,
+                Some(error.as_str()),
+                false,
+            ),
+            Outcome::Failed { error } => (Status::Failed, None, None, Some(error.as_str()), true),
+            Outcome::Dead { error } => (Status::Dead, None, None, Some(error.as_str()), true),
+        };
+        // `error` is the last error seen: a completed task that was retried before keeps
+        // the error of its last failed delivery. `class`, `stderr_tail` and `duration_ms`
+        // are this delivery's. Failed and dead are terminal too: they get `completed_at`.
+        let args = vec![
+            text(&id),
+            text(&token),
+            text(status.as_str()),
+            available_at.map_or(SqlValue::Null, SqlValue::Real),
+            result.map_or(SqlValue::Null, SqlValue::Text),
+            opt_text(error),
+            opt_text(class.as_deref()),
+            text(&stderr_tail),
+            SqlValue::Integer(duration_ms),
+            if terminal {
+                SqlValue::Real(now)
+            } else {
+                SqlValue::Null
+            },
+            SqlValue::Real(now),
+        ];
+        let (done, verdict) = tokio::sync::oneshot::channel();
+        let start_writer = {
+            let mut finishes = self.inner.finishes.lock().expect("no panics under the finishes lock");
+            finishes.waiting.push(PendingFinish { id, args, done });
+            !std::mem::replace(&mut finishes.writing, true)
+        };
+        if start_writer {
+            let inner = Arc::clone(&self.inner);
+            tokio::task::spawn_blocking(move || write_finishes(&inner));
+        }
+        verdict.await.unwrap_or_else(|_| {
+            Err(SourceError::Unavailable(format!(
+                "local queue {}: the outcome writer stopped",
+                self.inner.path.display()
+            )))
         })
-        .await
     }
 
     async fn release(&self, task: &Claimed) -> Result<(), SourceError> {
@@ -953,6 +1055,64 @@ mod tests {
         expected.extend(batch);
         expected.extend([low, low_later, negative]);
         assert_eq!(order, expected);
+    }
+
+    #[tokio::test]
+    async fn a_batch_claim_takes_the_same_order_in_one_go() {
+        let (_dir, q) = queue();
+        let ids: Vec<String> = q
+            .enqueue(&[new_task("t", 0), new_task("t", 5), new_task("t", 0), new_task("u", 9)])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        let batch = q.claim_batch(&types(&["t"]), "a", LONG, 2).await.unwrap();
+        let got: Vec<&str> = batch.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(got, [ids[1].as_str(), ids[0].as_str()], "priority, then age");
+        assert!(batch.iter().all(|c| c.attempts == 1 && !c.lease.is_empty()));
+        assert_ne!(batch[0].lease, batch[1].lease, "a lease each");
+        let rest = q.claim_batch(&types(&["t"]), "b", LONG, 10).await.unwrap();
+        assert_eq!(rest.len(), 1, "leased tasks are not claimed again");
+        assert_eq!(rest[0].id, ids[2]);
+        assert!(q.claim_batch(&types(&["t"]), "b", LONG, 10).await.unwrap().is_empty());
+        for c in batch.iter().chain(&rest) {
+            q.finish(c, &Outcome::Completed { result: json!({}) }, &Record::default())
+                .await
+                .unwrap();
+        }
+        assert_eq!(q.depth(&types(&["t"])).await.unwrap(), Depth::default());
+    }
+
+    #[tokio::test]
+    async fn concurrent_finishes_commit_together_and_each_gets_its_verdict() {
+        let (_dir, q) = queue();
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            tasks.push(new_task("t", 0));
+        }
+        q.enqueue(&tasks).await.unwrap();
+        let claimed = q.claim_batch(&types(&["t"]), "a", LONG, 50).await.unwrap();
+        assert_eq!(claimed.len(), 50);
+        let mut stale = claimed[7].clone();
+        stale.lease = "not-the-lease".into();
+        let done = Outcome::Completed { result: json!({"ok": true}) };
+        let record = Record::default();
+        let finishes = claimed
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i == 7 { &stale } else { c })
+            .map(|c| q.finish(c, &done, &record));
+        let verdicts = futures::future::join_all(finishes).await;
+        for (i, v) in verdicts.iter().enumerate() {
+            if i == 7 {
+                assert!(matches!(v, Err(SourceError::LeaseLost(_))), "{v:?}");
+            } else {
+                assert!(v.is_ok(), "{i}: {v:?}");
+            }
+        }
+        let depth = q.depth(&types(&["t"])).await.unwrap();
+        assert_eq!(depth.running, 1, "only the stale finish was refused");
     }
 
     #[tokio::test]

@@ -188,6 +188,19 @@ pub trait TaskSource: Send + Sync {
         lease: Duration,
     ) -> Result<Option<Claimed>, SourceError>;
 
+    /// Claims up to `max` tasks at once, as [`TaskSource::claim`] claims one (in one
+    /// transaction or round trip where the engine allows). Empty when there is nothing to do.
+    async fn claim_batch(
+        &self,
+        types: &[String],
+        owner: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Claimed>, SourceError> {
+        let _ = max;
+        Ok(self.claim(types, owner, lease).await?.into_iter().collect())
+    }
+
     /// Records how a delivery ended.
     async fn finish(&self, task: &Claimed, outcome: &Outcome, record: &Record) -> Result<(), SourceError>;
 

@@ -778,6 +778,35 @@ impl TaskSource for RedisSource {
         }
     }
 
+    async fn claim_batch(
+        &self,
+        types: &[String],
+        owner: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Claimed>, SourceError> {
+        // Concurrent claims share the multiplexed connection: one round trip for the batch.
+        let claims = (0..max.max(1)).map(|_| self.claim(types, owner, lease));
+        let mut batch = Vec::new();
+        let mut first_error = None;
+        for claimed in futures::future::join_all(claims).await {
+            match claimed {
+                Ok(Some(task)) => batch.push(task),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "one claim of a batch failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        // Tasks claimed are never dropped for another claim's error: that error comes back on
+        // the next claim if it lasts.
+        match first_error {
+            Some(e) if batch.is_empty() => Err(e),
+            _ => Ok(batch),
+        }
+    }
+
     async fn finish(&self, task: &Claimed, outcome: &Outcome, record: &Record) -> Result<(), SourceError> {
         let (kind, result, error, delay) = match outcome {
             Outcome::Completed { result } => {
@@ -1075,6 +1104,26 @@ mod tests {
             panic!("{summary:?}")
         };
         i64::from_redis_value(parts[0].clone()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_batch_claim_gets_distinct_tasks_in_one_go() {
+        let Some((q, _keys)) = source().await else { return };
+        let tasks: Vec<NewTask> = (0..5)
+            .map(|_| NewTask {
+                task_type: "t".to_string(),
+                ..NewTask::default()
+            })
+            .collect();
+        q.enqueue(&tasks).await.unwrap();
+        let first = q.claim_batch(&types(&["t"]), "a", LONG, 3).await.unwrap();
+        assert_eq!(first.len(), 3);
+        let rest = q.claim_batch(&types(&["t"]), "b", LONG, 10).await.unwrap();
+        assert_eq!(rest.len(), 2, "only the unclaimed ones");
+        let ids: std::collections::BTreeSet<&str> =
+            first.iter().chain(&rest).map(|c| c.id.as_str()).collect();
+        assert_eq!(ids.len(), 5, "no task claimed twice");
+        assert!(q.claim_batch(&types(&["t"]), "b", LONG, 10).await.unwrap().is_empty());
     }
 
     #[tokio::test]
