@@ -21,8 +21,11 @@ use crate::support::ROOT;
 const ANSWER_LIMIT: Duration = Duration::from_secs(10);
 /// How soon a worker must exit after EOF, or after SIGTERM.
 const EXIT_LIMIT: Duration = Duration::from_secs(2);
-/// How much a worker's resident memory may grow between task 100 and task 1,000.
-const RSS_GROWTH_LIMIT_KIB: u64 = 8 * 1024;
+/// How much a worker's resident memory may grow between task 100 and task 1,000: the bound
+/// `wh test-worker --mode persistent` holds workers to (`persistent.memory`). The Python
+/// workers grow by nothing; Node grows 1.5 to 7 MiB while V8 compiles the hot loop, then stays
+/// flat.
+const RSS_GROWTH_LIMIT_KIB: u64 = 16 * 1024;
 
 /// A worker process in persistent mode. It is killed when dropped, so a failed test leaves
 /// no process behind.
