@@ -21,6 +21,7 @@ bench:
     bash bench/lint_large.sh
     bash bench/host_throughput.sh
     bash bench/celery_redis.sh
+    bash bench/persistent.sh
 
 # Review snapshot changes after an intended output change (needs cargo-insta).
 snapshots:

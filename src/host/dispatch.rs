@@ -229,7 +229,10 @@ pub async fn run(
         .read()
         .expect("no panics under the registry lock")
         .clone();
-    current.close_pools(RetireCause::Shutdown).await;
+    // Processes still being retired (recycled, lost) get the kill grace to end, then the
+    // group kill's own wait.
+    let limit = options.limits.kill_grace * 2 + Duration::from_secs(5);
+    current.close_pools(RetireCause::Shutdown, limit).await;
     totals
 }
 
@@ -385,7 +388,7 @@ impl Job {
         task: &Claimed,
         task_ref: TaskRef,
         spec: &WorkerSpec,
-        pool: &Pool,
+        pool: &Arc<Pool>,
         mut process: Process,
         input: &[u8],
         limits: &Limits,

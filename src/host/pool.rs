@@ -64,7 +64,8 @@ struct State {
     live: usize,
     /// Set once a process failed its handshake: why the worker runs one-shot.
     fallback: Option<String>,
-    retired: bool,
+    /// Set when the pool was closed, with why: processes end instead of going back.
+    retired: Option<RetireCause>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -115,7 +116,7 @@ impl Pool {
                 idle: Vec::new(),
                 live: 0,
                 fallback: None,
-                retired: false,
+                retired: None,
             }),
             changed: tokio::sync::Notify::new(),
             maintained: AtomicBool::new(false),
@@ -235,11 +236,16 @@ impl Pool {
 
     /// Gives a process back after a task. `reusable` is false when the task's outcome says the
     /// process cannot be trusted (it was then stopped already, or is stopped here).
-    pub async fn checkin(&self, mut process: Process, reusable: bool, lost_because: &str) {
+    ///
+    /// A process that ends is ended in the background (gracefully: stdin closed, the kill
+    /// grace, then its group killed), so the task's outcome is not held up by it; it counts
+    /// against `max_workers` until it is gone.
+    pub async fn checkin(self: &Arc<Self>, mut process: Process, reusable: bool, lost_because: &str) {
+        let closed = self.lock().retired.clone();
         let cause = if !reusable || !process.is_alive() {
             Some(RetireCause::Lost(lost_because.to_string()))
-        } else if self.lock().retired {
-            Some(RetireCause::Reload)
+        } else if closed.is_some() {
+            closed
         } else if self.settings.max_tasks.is_some_and(|n| process.served >= n) {
             Some(RetireCause::MaxTasks(process.served))
         } else if let Some(limit) = self.settings.max_memory
@@ -252,29 +258,30 @@ impl Pool {
         } else {
             None
         };
-        match cause {
+        let cause = match cause {
+            Some(cause) => cause,
             None => {
-                let back = {
-                    let mut state = self.lock();
-                    if state.retired {
-                        Some(process)
-                    } else {
+                let mut state = self.lock();
+                match state.retired.clone() {
+                    // Closed meanwhile.
+                    Some(cause) => cause,
+                    None => {
                         state.idle.push(process);
-                        None
+                        drop(state);
+                        self.changed.notify_waiters();
+                        return;
                     }
-                };
-                self.changed.notify_waiters();
-                if let Some(process) = back {
-                    self.retire(process, RetireCause::Reload).await;
                 }
             }
-            Some(cause) => {
-                if process.is_alive() {
-                    process.kill(self.limits.kill_grace).await;
-                }
-                self.retire(process, cause).await;
+        };
+        let pool = self.clone();
+        tokio::spawn(async move {
+            if matches!(cause, RetireCause::Lost(_)) && process.is_alive() {
+                // It broke the stream: no graceful end for it.
+                process.kill(pool.limits.kill_grace).await;
             }
-        }
+            pool.retire(process, cause).await;
+        });
     }
 
     /// One process fewer is alive or starting.
@@ -303,7 +310,7 @@ impl Pool {
     pub async fn close(&self, cause: RetireCause) {
         let idle = {
             let mut state = self.lock();
-            state.retired = true;
+            state.retired = Some(cause.clone());
             std::mem::take(&mut state.idle)
         };
         futures::future::join_all(idle.into_iter().map(|p| self.retire(p, cause.clone()))).await;
@@ -323,10 +330,10 @@ impl Pool {
 
     /// One round of upkeep: retire idle processes past `idle_timeout` while more than `min`
     /// are alive, then start processes up to `min`.
-    async fn tend(&self) {
+    async fn tend(self: &Arc<Self>) {
         let expired: Vec<Process> = {
             let mut state = self.lock();
-            if state.retired || state.fallback.is_some() {
+            if state.retired.is_some() || state.fallback.is_some() {
                 return;
             }
             let mut spare = state.live.saturating_sub(self.settings.min);
@@ -373,7 +380,7 @@ impl Pool {
         loop {
             {
                 let mut state = self.lock();
-                if state.retired || state.fallback.is_some() || state.live >= self.settings.min {
+                if state.retired.is_some() || state.fallback.is_some() || state.live >= self.settings.min {
                     return;
                 }
                 state.live += 1;
@@ -395,7 +402,7 @@ async fn upkeep(pool: Weak<Pool>, tick: Duration) {
     loop {
         {
             let Some(pool) = pool.upgrade() else { return };
-            if pool.lock().retired {
+            if pool.lock().retired.is_some() {
                 return;
             }
             pool.tend().await;

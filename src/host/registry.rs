@@ -167,10 +167,12 @@ impl Registry {
         self.workers.iter().map(|w| w.prefetch()).sum()
     }
 
-    /// Closes every pool: idle processes end now, busy ones after their task.
-    pub async fn close_pools(&self, cause: RetireCause) {
+    /// Closes every pool: idle processes end now, busy ones after their task. Waits up to
+    /// `limit` for every process to be gone.
+    pub async fn close_pools(&self, cause: RetireCause, limit: Duration) {
         let pools: Vec<&Arc<Pool>> = self.workers.iter().filter_map(|w| w.pool.get()).collect();
         futures::future::join_all(pools.iter().map(|p| p.close(cause.clone()))).await;
+        futures::future::join_all(pools.iter().map(|p| p.wait_empty(limit))).await;
     }
 
     /// The worker for a task type.

@@ -397,10 +397,15 @@ fn prefetched_tasks_wait_for_a_process_and_each_runs_once() {
     let all = tasks(&cfg);
     assert_eq!(all.len(), 300);
     assert!(
-        all.iter().all(|t| t["status"] == "completed" && t["attempts"] == 1),
+        all.iter()
+            .all(|t| t["status"] == "completed" && t["attempts"] == 1),
         "every task completed on its first delivery"
     );
     let used: BTreeSet<u64> = pids(&cfg).into_iter().collect();
-    assert_eq!(used.len(), 2, "prefetch does not start processes past max_workers: {used:?}");
+    assert_eq!(
+        used.len(),
+        2,
+        "prefetch does not start processes past max_workers: {used:?}"
+    );
     assert_eq!(log_events(tmp.path(), "process_started").len(), 2);
 }

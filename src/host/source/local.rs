@@ -403,8 +403,13 @@ struct Candidate {
     task: Result<Claimed, Fail>,
 }
 
-/// The best claimable task of the given types.
-fn best_candidates(conn: &Connection, types: &[String], now: f64, max: usize) -> Result<Vec<Candidate>, Fail> {
+/// The best claimable tasks of the given types, at most `max`, best first.
+fn best_candidates(
+    conn: &Connection,
+    types: &[String],
+    now: f64,
+    max: usize,
+) -> Result<Vec<Candidate>, Fail> {
     // ?1 is now; ?2 the limit; ?3.. are the types. Each branch takes its own best so the
     // claim index serves it; the outer query picks among the (at most) 2 × limit.
     let in_list = placeholders(types.len(), 3);
@@ -476,7 +481,9 @@ fn write_finishes(inner: &Inner) {
         };
         let Ok(mut conn) = inner.conn.lock() else {
             for p in batch {
-                let _ = p.done.send(Err(unavailable(&"an earlier call panicked while using it")));
+                let _ = p
+                    .done
+                    .send(Err(unavailable(&"an earlier call panicked while using it")));
             }
             continue;
         };
@@ -642,7 +649,11 @@ impl TaskSource for LocalQueue {
         ];
         let (done, verdict) = tokio::sync::oneshot::channel();
         let start_writer = {
-            let mut finishes = self.inner.finishes.lock().expect("no panics under the finishes lock");
+            let mut finishes = self
+                .inner
+                .finishes
+                .lock()
+                .expect("no panics under the finishes lock");
             finishes.waiting.push(PendingFinish { id, args, done });
             !std::mem::replace(&mut finishes.writing, true)
         };
@@ -1061,7 +1072,12 @@ mod tests {
     async fn a_batch_claim_takes_the_same_order_in_one_go() {
         let (_dir, q) = queue();
         let ids: Vec<String> = q
-            .enqueue(&[new_task("t", 0), new_task("t", 5), new_task("t", 0), new_task("u", 9)])
+            .enqueue(&[
+                new_task("t", 0),
+                new_task("t", 5),
+                new_task("t", 0),
+                new_task("u", 9),
+            ])
             .await
             .unwrap()
             .into_iter()
@@ -1075,7 +1091,12 @@ mod tests {
         let rest = q.claim_batch(&types(&["t"]), "b", LONG, 10).await.unwrap();
         assert_eq!(rest.len(), 1, "leased tasks are not claimed again");
         assert_eq!(rest[0].id, ids[2]);
-        assert!(q.claim_batch(&types(&["t"]), "b", LONG, 10).await.unwrap().is_empty());
+        assert!(
+            q.claim_batch(&types(&["t"]), "b", LONG, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         for c in batch.iter().chain(&rest) {
             q.finish(c, &Outcome::Completed { result: json!({}) }, &Record::default())
                 .await
@@ -1096,7 +1117,9 @@ mod tests {
         assert_eq!(claimed.len(), 50);
         let mut stale = claimed[7].clone();
         stale.lease = "not-the-lease".into();
-        let done = Outcome::Completed { result: json!({"ok": true}) };
+        let done = Outcome::Completed {
+            result: json!({"ok": true}),
+        };
         let record = Record::default();
         let finishes = claimed
             .iter()

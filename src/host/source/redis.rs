@@ -1123,7 +1123,12 @@ mod tests {
         let ids: std::collections::BTreeSet<&str> =
             first.iter().chain(&rest).map(|c| c.id.as_str()).collect();
         assert_eq!(ids.len(), 5, "no task claimed twice");
-        assert!(q.claim_batch(&types(&["t"]), "b", LONG, 10).await.unwrap().is_empty());
+        assert!(
+            q.claim_batch(&types(&["t"]), "b", LONG, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]
