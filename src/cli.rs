@@ -86,7 +86,9 @@ pub enum Command {
     /// Tasks come from the config's task source (the embedded local queue by default). SIGTERM
     /// or Ctrl+C stops claiming and lets running tasks finish within --grace, then releases
     /// the rest back to the queue (a second signal stops at once, still releasing); SIGHUP
-    /// reloads the config. Exit codes: 0 clean stop or drain, 2 bad config or queue.
+    /// reloads the config. A worker with `mode: persistent` is served by warm processes
+    /// (advanced.worker_pool) instead of one process per task. Exit codes: 0 clean stop or
+    /// drain, 2 bad config or queue.
     ///
     /// Examples:
     ///   wh host --config workerhost.yaml

@@ -494,7 +494,7 @@ pub fn config_snippet(created: &Created) -> String {
         Template::Config => String::new(),
     };
     format!(
-        "workers:\n  - name: {}\n    description: {}\n    project_path: {dir}\n{start}    task_types: {types}\n    timeout: 300\n    max_retries: 3\n",
+        "workers:\n  - name: {}\n    description: {}\n    project_path: {dir}\n{start}    task_types: {types}\n    timeout: 300\n    max_retries: 3\n    # mode: persistent   # it also serves warm processes: check with wh test-worker --mode persistent\n",
         v.name,
         serde_json::to_string(&v.description).expect("a string serializes"),
     )
