@@ -55,6 +55,8 @@ pub struct HealthState {
     pub workers: Vec<WorkerProbe>,
     /// The task types whose depth `wh_queue_depth` reports (empty: all types).
     pub task_types: Vec<String>,
+    /// The warm-process pools of persistent workers, by worker name.
+    pub pools: Vec<(String, Arc<super::pool::Pool>)>,
 }
 
 /// The paths the host resolved for one worker, checked by `/workers/{name}/health`.
@@ -239,11 +241,17 @@ pub async fn start(
             Some(WorkerProbe::for_worker(worker, &spec.command))
         })
         .collect();
+    let pools = registry
+        .workers
+        .iter()
+        .filter_map(|spec| Some((spec.name.clone(), spec.pool.get()?.clone())))
+        .collect();
     let state = Arc::new(HealthState {
         source,
         metrics,
         workers,
         task_types: registry.types(),
+        pools,
     });
     tokio::spawn(async move {
         if let Err(e) = bound.run(state, shutdown).await {
@@ -481,7 +489,22 @@ async fn worker_health(state: &HealthState, name: &str) -> Response {
         "interpreter": report.interpreter.as_str(),
         "entry_point": report.entry_point.as_str(),
         "working_dir": report.working_dir.as_str(),
+        "mode": "oneshot",
     });
+    if let Some((_, pool)) = state.pools.iter().find(|(n, _)| n == name) {
+        body["mode"] = json!("persistent");
+        body["pool"] = json!({
+            "processes": pool.live(),
+            "idle": pool.idle(),
+            "min_workers": pool.settings().min,
+            "max_workers": pool.settings().max,
+        });
+        if let Some(reason) = pool.fallback() {
+            // It did not confirm the mode: it runs one-shot until a reload.
+            body["mode"] = json!("oneshot (fallback)");
+            body["pool"]["fallback"] = json!(reason);
+        }
+    }
     let missing: Vec<&str> = [
         ("interpreter", report.interpreter),
         ("entry_point", report.entry_point),
@@ -785,6 +808,7 @@ mod tests {
             metrics: Metrics::new(&workers.iter().map(|w| w.name.clone()).collect::<Vec<_>>()),
             workers,
             task_types: Vec::new(),
+            pools: Vec::new(),
         });
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(bound.run(state, shutdown.clone()));
@@ -845,7 +869,7 @@ mod tests {
         assert_eq!(probe.status, 200);
         assert_eq!(
             probe.json(),
-            json!({"worker": "scraper", "interpreter": "present", "entry_point": "present", "working_dir": "present"})
+            json!({"worker": "scraper", "interpreter": "present", "entry_point": "present", "working_dir": "present", "mode": "oneshot"})
         );
 
         let unknown = get(addr, "/workers/nobody/health").await;
@@ -916,6 +940,7 @@ mod tests {
             metrics: Metrics::new(&[]),
             workers: Vec::new(),
             task_types: Vec::new(),
+            pools: Vec::new(),
         };
         let response = ready(&state, Duration::from_millis(50)).await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -955,7 +980,8 @@ mod tests {
         assert_eq!(
             gone.json(),
             json!({"worker": "gone", "interpreter": "missing", "entry_point": "missing",
-                   "working_dir": "present", "missing": ["interpreter", "entry_point"]})
+                   "working_dir": "present", "mode": "oneshot",
+                   "missing": ["interpreter", "entry_point"]})
         );
         let bare = get(addr, "/workers/bare/health").await;
         assert_eq!(bare.status, 503);

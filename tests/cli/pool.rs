@@ -21,6 +21,7 @@ fn config(dir: &Path, script: &str, pool: &str, extra: &str) -> PathBuf {
     let mut yaml = format!(
         "task_manager:\n  type: local\n  path: queue.db\n  poll_interval: 0.1\n\
          logging:\n  level: DEBUG\n  structured: true\n  file: host.log\n\
+         monitoring:\n  metrics: {{port: 0, path: /metrics}}\n  health_check: {{port: 0, path: /health}}\n\
          workers:\n  - name: w\n    command: [\"python3\", \"{}\"]\n    task_types: [T]\n    mode: persistent\n    max_retries: 0\n",
         script.display()
     );
@@ -53,6 +54,28 @@ fn log_events(dir: &Path, name: &str) -> Vec<Value> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v["event"] == name)
         .collect()
+}
+
+/// A GET to the host's metrics/health server, whose address the host logged.
+fn http_get(dir: &Path, path: &str) -> String {
+    use std::io::{Read, Write};
+    let text = std::fs::read_to_string(dir.join("host.log")).unwrap_or_default();
+    let addr = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|v| v["address"].as_str().map(str::to_string))
+        .expect("the host logs where it listens");
+    let host = addr
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut s = std::net::TcpStream::connect(&host).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    response
 }
 
 fn retired_because(dir: &Path, cause: &str) -> usize {
@@ -167,6 +190,24 @@ fn the_pool_grows_to_max_workers_and_shrinks_to_min_when_idle() {
         used.iter().filter(|p| alive(**p)).count(),
         1,
         "min_workers stays warm"
+    );
+    let health = http_get(tmp.path(), "/workers/w/health");
+    assert!(
+        health.contains(r#""mode":"persistent""#) && health.contains(r#""processes":1"#),
+        "{health}"
+    );
+    let metrics = http_get(tmp.path(), "/metrics");
+    assert!(
+        metrics.contains(r#"wh_pool_processes{worker="w"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"wh_pool_spawns_total{worker="w"} 3"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"wh_pool_retired_total{worker="w",cause="idle"} 2"#),
+        "{metrics}"
     );
     assert_eq!(host.stop(), Some(0));
     assert!(used.iter().all(|p| !alive(*p)), "no process left after shutdown");
