@@ -127,11 +127,6 @@ impl Pool {
         &self.settings
     }
 
-    /// The command each process is started with.
-    pub fn command(&self) -> &WorkerCommand {
-        &self.command
-    }
-
     /// Processes alive or starting.
     pub fn live(&self) -> usize {
         self.lock().live
@@ -408,14 +403,5 @@ async fn upkeep(pool: Weak<Pool>, tick: Duration) {
             pool.tend().await;
         }
         tokio::time::sleep(tick).await;
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        // Idle processes are killed with their group when dropped (the runner's guard); a
-        // pool is closed gracefully before that in every orderly path.
-        let idle = std::mem::take(&mut self.state.get_mut().expect("no panics under the pool lock").idle);
-        drop(idle);
     }
 }

@@ -141,14 +141,9 @@ pub fn classify(outcome: &RunOutcome, timeout_secs: f64) -> Classification {
             );
         }
         Some(Stopped::MemoryLimit) => {
-            let mb = |b: u64| b / (1024 * 1024);
             return verdict(
                 ExitClass::Crashed,
-                format!(
-                    "exceeded {} MB (its processes used {} MB); stopped by wh",
-                    mb(outcome.memory_limit.unwrap_or_default()),
-                    mb(outcome.peak_memory)
-                ),
+                memory_reason(outcome.memory_limit, outcome.peak_memory),
             );
         }
         Some(Stopped::Cancelled) => {
@@ -211,6 +206,16 @@ pub fn classify(outcome: &RunOutcome, timeout_secs: f64) -> Classification {
             format!("unexpected exit code {other} (the protocol knows 0, 1, 2, 3 and 130)"),
         ),
     }
+}
+
+/// Why a run stopped over its memory limit, in the words the host records.
+pub(crate) fn memory_reason(limit: Option<u64>, peak: u64) -> String {
+    let mb = |b: u64| b / (1024 * 1024);
+    format!(
+        "exceeded {} MB (its processes used {} MB); stopped by wh",
+        mb(limit.unwrap_or_default()),
+        mb(peak)
+    )
 }
 
 fn first_line(text: &str) -> &str {

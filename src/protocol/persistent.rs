@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::classify::{Classification, ExitClass, parse_output};
+use super::classify::{Classification, ExitClass, memory_reason, parse_output};
 use crate::runner::Stopped;
 use crate::runner::persistent::TaskRun;
 
@@ -66,14 +66,9 @@ pub fn classify_line(run: &TaskRun, timeout_secs: f64) -> (Classification, bool)
             );
         }
         Some(Stopped::MemoryLimit) => {
-            let mb = |b: u64| b / (1024 * 1024);
             return lost(
                 ExitClass::Crashed,
-                format!(
-                    "exceeded {} MB (its processes used {} MB); stopped by wh",
-                    mb(run.memory_limit.unwrap_or_default()),
-                    mb(run.peak_memory)
-                ),
+                memory_reason(run.memory_limit, run.peak_memory),
             );
         }
         Some(Stopped::Cancelled) => {

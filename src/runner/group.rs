@@ -102,6 +102,24 @@ pub fn resident_bytes(pgid: i32) -> u64 {
     }
 }
 
+/// Resolves, with the group's resident memory, once it is past `limit` (read every 100 ms,
+/// first 100 ms after the call: most tasks end before the first look, which scans /proc).
+/// Never resolves without a limit.
+pub async fn over_memory(pgid: i32, limit: Option<u64>) -> u64 {
+    let Some(limit) = limit else {
+        return std::future::pending().await;
+    };
+    let every = Duration::from_millis(100);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tick.tick().await;
+        let rss = resident_bytes(pgid);
+        if rss > limit {
+            return rss;
+        }
+    }
+}
+
 /// Waits until the group has no live process, polling, for at most `limit`.
 pub async fn wait_until_empty(pgid: i32, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;

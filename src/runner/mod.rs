@@ -260,19 +260,7 @@ pub async fn run_with(
 
     // Phase 1: the worker exits by itself, or the runner stops it.
     let mut peak_memory = 0;
-    let over_memory = async {
-        let Some(limit) = limits.max_memory else {
-            return std::future::pending().await;
-        };
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tick.tick().await;
-            let rss = group::resident_bytes(pgid);
-            if rss > limit {
-                return rss;
-            }
-        }
-    };
+    let over_memory = group::over_memory(pgid, limits.max_memory);
     let status = tokio::select! {
         status = child.wait() => status.ok(),
         _ = tokio::time::sleep_until(deadline) => { stopped = Some(Stopped::TimedOut); None }

@@ -232,22 +232,7 @@ impl Process {
             memory_limit: limits.max_memory,
         };
 
-        let pgid = self.pgid;
-        let over_memory = async {
-            let Some(limit) = limits.max_memory else {
-                return std::future::pending().await;
-            };
-            // Not at once: most tasks end before the first look, which scans /proc.
-            let every = Duration::from_millis(100);
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            loop {
-                tick.tick().await;
-                let rss = group::resident_bytes(pgid);
-                if rss > limit {
-                    return rss;
-                }
-            }
-        };
+        let over_memory = group::over_memory(self.pgid, limits.max_memory);
         let stdin = self.stdin.as_mut();
         let write = async {
             // A process that stops reading is caught by the time limit; a broken pipe means it

@@ -604,13 +604,12 @@ impl TaskSource for LocalQueue {
     async fn finish(&self, task: &Claimed, outcome: &Outcome, record: &Record) -> Result<(), SourceError> {
         let id = task.id.clone();
         let token = task.lease.clone();
-        let outcome = outcome.clone();
         let stderr_tail = tail(&record.stderr_tail, STDERR_TAIL_MAX).to_string();
         let class = record.class.clone();
         let duration_ms = i64::try_from(record.duration_ms).unwrap_or(i64::MAX);
         let now = now();
         // (status, available_at, result, error, terminal)
-        let (status, available_at, result, error, terminal) = match &outcome {
+        let (status, available_at, result, error, terminal) = match outcome {
             Outcome::Completed { result } => {
                 let json = serde_json::to_string(result).map_err(|e| {
                     SourceError::Invalid(format!("task `{id}`: the result cannot be stored: {e}"))
